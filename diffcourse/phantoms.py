@@ -1,0 +1,267 @@
+"""Phantoms: the images every lesson reconstructs, generated offline from a ``generator``.
+
+* :func:`ellipses` -- random CT-like ellipse phantoms (a bright rim, inner structures).
+* :func:`shepp_logan` -- the modified Shepp-Logan phantom (Shepp & Logan 1974; Toft 1996 contrast).
+* :func:`head` / :func:`head_volume` -- a head-like family with consistent anatomy: skull, brain
+  tissue with smooth intensity variation (grey/white matter), roughly symmetric ventricles, random
+  lesions, random pose and a mild smooth deformation. A 2-D head is an axial slice of a 3-D head,
+  so a prior trained on 2-D heads serves slice-wise 3-D reconstruction. The smooth shading is
+  there on purpose: piecewise-constant images are total variation's home ground, smooth anatomy
+  is where a learned prior wins.
+* :func:`rgb_images` -- colour test images (smooth backgrounds with coloured shapes).
+
+All images are float32 in [0, 1], shaped (n, 1, size, size) (volumes (n, 1, depth, size, size)).
+Coordinates: x to the right, y up, both in [-1, 1] across the field of view.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["ellipses", "shepp_logan", "head", "head_volume", "rgb_images"]
+
+
+def _check_count(n, name="n"):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def _check_size(size, name="size", minimum=8):
+    if not isinstance(size, int) or isinstance(size, bool) or size < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {size!r}")
+
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates (X, Y), each (size, size), x right and y up, in (-1, 1)."""
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
+    Y, X = torch.meshgrid(-c, c, indexing="ij")  # row 0 is the top of the image (y = +1)
+    return X, Y
+
+
+def _rand(generator, *shape, low=0.0, high=1.0):
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+
+
+def _ellipse(X, Y, cx, cy, a, b, phi, soft=0.0):
+    """Indicator of the ellipse ((x'/a)^2 + (y'/b)^2 <= 1) in coordinates rotated by ``phi`` rad.
+
+    With ``soft > 0`` the edge is a smooth ramp of about ``soft`` in normalised radius (anti-aliasing
+    and smooth tissue boundaries)."""
+    c, s = math.cos(phi), math.sin(phi)
+    xr = (X - cx) * c + (Y - cy) * s
+    yr = -(X - cx) * s + (Y - cy) * c
+    r = torch.sqrt((xr / a) ** 2 + (yr / b) ** 2)
+    if soft <= 0:
+        return (r <= 1).to(X.dtype)
+    return torch.sigmoid((1 - r) / soft)
+
+
+# ----------------------------------------------------------------------------------------------
+# Random ellipses and Shepp-Logan
+# ----------------------------------------------------------------------------------------------
+
+def _one_ellipse_phantom(X, Y, g, soft):
+    a0, b0 = float(_rand(g, low=0.6, high=0.85)), float(_rand(g, low=0.7, high=0.92))
+    phi0 = float(_rand(g, low=-0.3, high=0.3))
+    rim = float(_rand(g, low=0.03, high=0.07))
+    tissue = float(_rand(g, low=0.2, high=0.45))
+    img = _ellipse(X, Y, 0, 0, a0, b0, phi0, soft)  # bright rim
+    inner = _ellipse(X, Y, 0, 0, a0 - rim, b0 - rim, phi0, soft)
+    img = img - (1 - tissue) * inner
+    for _ in range(int(torch.randint(3, 9, (1,), generator=g))):
+        rad = float(_rand(g, low=0.0, high=0.6))
+        ang = float(_rand(g, low=0.0, high=2 * math.pi))
+        cx, cy = rad * math.cos(ang) * a0, rad * math.sin(ang) * b0
+        a, b = float(_rand(g, low=0.04, high=0.3)), float(_rand(g, low=0.04, high=0.3))
+        value = float(_rand(g, low=-0.2, high=0.45))
+        img = img + value * _ellipse(X, Y, cx, cy, a, b, float(_rand(g, high=math.pi)), soft) * inner
+    return img.clamp(0, 1)
+
+
+def ellipses(n: int, size: int, generator: torch.Generator | None = None, *,
+             antialias: bool = True) -> torch.Tensor:
+    """Random CT-like ellipse phantoms (a bright rim and 3-8 inner ellipses), (n, 1, size, size).
+
+    >>> x = ellipses(2, 32, generator=torch.Generator().manual_seed(0))
+    >>> x.shape, bool(x.min() >= 0), bool(x.max() <= 1)
+    (torch.Size([2, 1, 32, 32]), True, True)
+    """
+    _check_count(n)
+    _check_size(size)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    X, Y = _grid(size)
+    soft = 1.0 / size if antialias else 0.0
+    out = torch.stack([_one_ellipse_phantom(X, Y, g, soft) for _ in range(n)])
+    return out.unsqueeze(1).float()
+
+
+# (intensity, a, b, x0, y0, phi in degrees): the modified Shepp-Logan table (Toft 1996), which
+# raises the contrast of the original (Shepp & Logan 1974) for display.
+_SHEPP_LOGAN = (
+    (1.0, 0.69, 0.92, 0.0, 0.0, 0.0),
+    (-0.8, 0.6624, 0.874, 0.0, -0.0184, 0.0),
+    (-0.2, 0.11, 0.31, 0.22, 0.0, -18.0),
+    (-0.2, 0.16, 0.41, -0.22, 0.0, 18.0),
+    (0.1, 0.21, 0.25, 0.0, 0.35, 0.0),
+    (0.1, 0.046, 0.046, 0.0, 0.1, 0.0),
+    (0.1, 0.046, 0.046, 0.0, -0.1, 0.0),
+    (0.1, 0.046, 0.023, -0.08, -0.605, 0.0),
+    (0.1, 0.023, 0.023, 0.0, -0.606, 0.0),
+    (0.1, 0.023, 0.046, 0.06, -0.605, 0.0),
+)
+
+
+def shepp_logan(size: int) -> torch.Tensor:
+    """The modified Shepp-Logan phantom (Shepp & Logan 1974, Toft 1996), (1, 1, size, size) in [0, 1].
+
+    >>> shepp_logan(64).shape
+    torch.Size([1, 1, 64, 64])
+    """
+    _check_size(size)
+    X, Y = _grid(size)
+    img = torch.zeros_like(X)
+    for value, a, b, x0, y0, phi in _SHEPP_LOGAN:
+        img = img + value * _ellipse(X, Y, x0, y0, a, b, math.radians(phi))
+    return img.clamp(0, 1)[None, None].float()
+
+
+# ----------------------------------------------------------------------------------------------
+# Head-like phantoms (2-D slices of 3-D heads)
+# ----------------------------------------------------------------------------------------------
+
+def _head_params(g: torch.Generator) -> dict:
+    """Random anatomy and pose of one head; all lengths in field-of-view units."""
+    p = {
+        "scale": float(_rand(g, low=0.88, high=1.02)),
+        "a": float(_rand(g, low=0.66, high=0.74)), "b": float(_rand(g, low=0.80, high=0.88)),
+        "c": float(_rand(g, low=0.85, high=0.95)),                     # half height (z)
+        "skull": float(_rand(g, low=0.05, high=0.08)),
+        "rot": float(_rand(g, low=-0.3, high=0.3)),
+        "shift": _rand(g, 2, low=-0.05, high=0.05).tolist(),
+        "grey": float(_rand(g, low=0.35, high=0.45)), "white": float(_rand(g, low=0.5, high=0.6)),
+        "vent_sep": float(_rand(g, low=0.07, high=0.12)), "vent_len": float(_rand(g, low=0.16, high=0.24)),
+        "vent_w": float(_rand(g, low=0.04, high=0.07)), "vent_tilt": float(_rand(g, low=0.15, high=0.4)),
+        "vent_asym": float(_rand(g, low=-0.02, high=0.02)),
+        "shade_k": _rand(g, 4, 3, low=-1.6, high=1.6).tolist(),     # smooth shading frequencies
+        "shade_phase": _rand(g, 4, low=0.0, high=2 * math.pi).tolist(),
+        "shade_amp": float(_rand(g, low=0.04, high=0.09)),
+        "warp": _rand(g, 4, low=-1.0, high=1.0).tolist(),
+        "lesions": [],
+    }
+    for _ in range(int(torch.randint(0, 4, (1,), generator=g))):
+        rad, ang = float(_rand(g, low=0.1, high=0.5)), float(_rand(g, high=2 * math.pi))
+        p["lesions"].append({
+            "center": (rad * math.cos(ang), rad * math.sin(ang), float(_rand(g, low=-0.3, high=0.3))),
+            "r": float(_rand(g, low=0.025, high=0.08)),
+            "value": float(_rand(g, low=0.68, high=0.85)) if bool(torch.rand(1, generator=g) < 0.6)
+            else float(_rand(g, low=0.18, high=0.28)),
+        })
+    return p
+
+
+def _ellipsoid(X, Y, Z, cx, cy, cz, a, b, c, phi, soft):
+    """Soft indicator of an ellipsoid with in-plane rotation ``phi``."""
+    co, si = math.cos(phi), math.sin(phi)
+    xr = (X - cx) * co + (Y - cy) * si
+    yr = -(X - cx) * si + (Y - cy) * co
+    r = torch.sqrt((xr / a) ** 2 + (yr / b) ** 2 + ((Z - cz) / c) ** 2)
+    return torch.sigmoid((1 - r) / soft)
+
+
+def _head_intensity(X, Y, Z, p: dict, soft: float) -> torch.Tensor:
+    """Intensity of head ``p`` at points (X, Y, Z) (any equal shapes)."""
+    # pose: in-plane rotation, scale and shift, then a mild smooth warp
+    co, si = math.cos(p["rot"]), math.sin(p["rot"])
+    Xs, Ys = X - p["shift"][0], Y - p["shift"][1]
+    Xr, Yr = (Xs * co + Ys * si) / p["scale"], (-Xs * si + Ys * co) / p["scale"]
+    w = p["warp"]
+    Xw = Xr + 0.025 * w[0] * torch.sin(math.pi * (Yr + w[1]))
+    Yw = Yr + 0.025 * w[2] * torch.sin(math.pi * (Xr + w[3]))
+    a, b, c, t = p["a"], p["b"], p["c"], p["skull"]
+    head = _ellipsoid(Xw, Yw, Z, 0, 0, 0, a, b, c, 0, soft)
+    brain = _ellipsoid(Xw, Yw, Z, 0, -0.01, 0, a - t, b - t, c - t, 0, soft)
+    white = _ellipsoid(Xw, Yw, Z, 0, -0.02, 0.05, 0.72 * (a - t), 0.74 * (b - t), 0.6 * c, 0, 3 * soft)
+    shade = sum(torch.cos(math.pi * (k[0] * Xw + k[1] * Yw + k[2] * Z) + ph)
+                for k, ph in zip(p["shade_k"], p["shade_phase"])) / 4
+    tissue = p["grey"] + (p["white"] - p["grey"]) * white + p["shade_amp"] * shade
+    img = head * 1.0 + brain * (tissue - 1.0)              # bright skull, brain inside
+    for side in (-1, 1):                                   # lateral ventricles (dark, symmetric)
+        vent = _ellipsoid(Xw, Yw, Z, side * p["vent_sep"] + p["vent_asym"], 0.03, 0.1,
+                          p["vent_w"], p["vent_len"], 0.22, -side * p["vent_tilt"], soft)
+        img = img + vent * brain * (0.12 - img)
+    third = _ellipsoid(Xw, Yw, Z, 0.0, -0.12, 0.0, 0.018, 0.05, 0.15, 0.0, soft)
+    img = img + third * brain * (0.12 - img)
+    for les in p["lesions"]:
+        cx, cy, cz = les["center"]
+        blob = _ellipsoid(Xw, Yw, Z, cx * (a - t), cy * (b - t), cz, les["r"], les["r"], les["r"], 0, 2 * soft)
+        img = img + blob * brain * (les["value"] - img)
+    return img.clamp(0, 1)
+
+
+def head(n: int, size: int, generator: torch.Generator | None = None, *,
+         z_range: tuple[float, float] = (-0.3, 0.35)) -> torch.Tensor:
+    """Head-like phantoms: axial slices of random 3-D heads at heights in ``z_range``, (n, 1, size, size).
+
+    Each slice shows the skull, grey/white matter with smooth shading, the lateral (and third)
+    ventricles where the slice cuts them, 0-3 lesions, a random pose and a mild deformation.
+
+    >>> x = head(3, 64, generator=torch.Generator().manual_seed(0))
+    >>> x.shape, bool(x.max() <= 1)
+    (torch.Size([3, 1, 64, 64]), True)
+    """
+    _check_count(n)
+    _check_size(size)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    X, Y = _grid(size)
+    out = []
+    for _ in range(n):
+        p = _head_params(g)
+        z = float(_rand(g, low=z_range[0], high=z_range[1]))
+        out.append(_head_intensity(X, Y, torch.full_like(X, z), p, soft=1.0 / size))
+    return torch.stack(out).unsqueeze(1).float()
+
+
+def head_volume(n: int, size: int, depth: int, generator: torch.Generator | None = None, *,
+                z_range: tuple[float, float] = (-0.5, 0.5)) -> torch.Tensor:
+    """3-D head phantoms (n, 1, depth, size, size); slice ``k`` is the axial plane at the k-th of
+    ``depth`` heights evenly spanning ``z_range``, so each slice looks like a :func:`head` image.
+
+    >>> v = head_volume(1, 32, 8, generator=torch.Generator().manual_seed(0))
+    >>> v.shape
+    torch.Size([1, 1, 8, 32, 32])
+    """
+    _check_count(n)
+    _check_size(size)
+    _check_size(depth, "depth", minimum=1)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    X, Y = _grid(size)
+    zs = torch.linspace(z_range[0], z_range[1], depth, dtype=torch.float64)
+    Xv, Yv = X.expand(depth, size, size), Y.expand(depth, size, size)
+    Zv = zs[:, None, None].expand(depth, size, size)
+    vols = [_head_intensity(Xv, Yv, Zv, _head_params(g), soft=1.0 / size) for _ in range(n)]
+    return torch.stack(vols).unsqueeze(1).float()
+
+
+def rgb_images(n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Colour test images: a smooth colour gradient with 3-6 coloured ellipses, (n, 3, size, size).
+
+    >>> rgb_images(2, 32).shape
+    torch.Size([2, 3, 32, 32])
+    """
+    _check_count(n)
+    _check_size(size)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    X, Y = _grid(size)
+    out = []
+    for _ in range(n):
+        c0, c1 = _rand(g, 3, 1, 1, low=0.1, high=0.6), _rand(g, 3, 1, 1, low=0.1, high=0.6)
+        t = (0.5 + 0.5 * X * math.cos(float(_rand(g, high=6.3)))).clamp(0, 1)
+        img = c0 * t + c1 * (1 - t)
+        for _ in range(int(torch.randint(3, 7, (1,), generator=g))):
+            m = _ellipse(X, Y, float(_rand(g, low=-0.6, high=0.6)), float(_rand(g, low=-0.6, high=0.6)),
+                         float(_rand(g, low=0.1, high=0.4)), float(_rand(g, low=0.1, high=0.4)),
+                         float(_rand(g, high=math.pi)), soft=1.0 / size)
+            img = img * (1 - m) + _rand(g, 3, 1, 1) * m
+        out.append(img.clamp(0, 1))
+    return torch.stack(out).float()

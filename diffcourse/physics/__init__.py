@@ -1,0 +1,1 @@
+"""The likelihood p(y|x): forward operators, noise models."""

@@ -1,0 +1,1 @@
+"""The posterior p(x|y): guidance, projections, solvers, classical baselines."""

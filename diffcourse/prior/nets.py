@@ -1,0 +1,179 @@
+"""Networks: a small noise-conditional UNet and the EDM preconditioning that turns it into a denoiser.
+
+The UNet follows the DDPM/NCSN++ recipe at a size a laptop can train (Ho et al. 2020, Sec. 4;
+Song et al. 2021): residual blocks with GroupNorm and SiLU, a sinusoidal embedding of the noise level
+added in every block, self-attention at the coarsest resolution only. :class:`EDMDenoiser` wraps it
+with the preconditioning of Karras et al. (2022, Eq. 7 and Table 1),
+
+    D(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)),
+    c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+    c_in = 1 / sqrt(sigma^2 + sd^2),   c_noise = log(sigma) / 4,
+
+so that the network's input and target have unit variance at every noise level. Our images live in
+[0, 1], so the wrapper centres them at ``data_mean`` (0.5) before and after. The MLP for
+low-dimensional data lives in :mod:`diffcourse.prior.mlp`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .._validate import as_sigma, check_image
+
+__all__ = ["UNetConfig", "UNet", "EDMDenoiser", "build_denoiser"]
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of :class:`UNet` (stored in checkpoints, so it must stay plain data)."""
+    in_channels: int = 1
+    channels: tuple[int, ...] = (32, 64, 96, 128)   # one entry per resolution (64, 32, 16, 8 px)
+    blocks_per_level: int = 1
+    emb_dim: int = 128
+    groups: int = 8
+    attention_at_bottom: bool = True
+    sigma_data: float = 0.5
+    data_mean: float = 0.5
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+def sinusoidal_embedding(c_noise: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style embedding of the scalar noise input (B,) -> (B, dim) (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=c_noise.device) / half)
+    args = c_noise.float()[:, None] * 100.0 * freqs[None]      # c_noise ~ O(1): spread it out
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the noise embedding as a per-channel scale and shift."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)   # (B, C, 1, 1) each
+        h = self.norm2(h) * (1 + scale) + shift
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over pixels, residual (used at the coarsest level only)."""
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.out = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)   # (B, C, HW) each
+        h = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return x + self.out(h.transpose(1, 2).reshape(B, C, H, W))
+
+
+class UNet(nn.Module):
+    """Noise-conditional UNet F(x, c_noise): (B, C, H, W), (B,) -> (B, C, H, W); H, W divisible by
+    2 ** (len(channels) - 1)."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()):
+        super().__init__()
+        cfg = self.config = config
+        ch, E, G = cfg.channels, cfg.emb_dim, cfg.groups
+        self.emb = nn.Sequential(nn.Linear(E, E), nn.SiLU(), nn.Linear(E, E))
+        self.inp = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, c = [ch[0]], ch[0]
+        for i, c_level in enumerate(ch):
+            for _ in range(cfg.blocks_per_level):
+                self.down.append(ResBlock(c, c_level, E, G))
+                c = c_level
+                skips.append(c)
+            if i < len(ch) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+        self.mid1 = ResBlock(c, c, E, G)
+        self.mid_attn = Attention(c, G) if cfg.attention_at_bottom else nn.Identity()
+        self.mid2 = ResBlock(c, c, E, G)
+        self.up = nn.ModuleList()
+        for i, c_level in reversed(list(enumerate(ch))):
+            for _ in range(cfg.blocks_per_level + 1):
+                self.up.append(ResBlock(c + skips.pop(), c_level, E, G))
+                c = c_level
+            if i > 0:
+                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.out_norm = nn.GroupNorm(G, c)
+        self.out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        emb = self.emb(sinusoidal_embedding(c_noise, self.config.emb_dim))
+        h = self.inp(x)
+        hs = [h]
+        for layer in self.down:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            hs.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = layer(torch.cat([h, hs.pop()], dim=1), emb)
+            else:
+                h = layer(h)
+        return self.out(F.silu(self.out_norm(h)))
+
+
+class EDMDenoiser(nn.Module):
+    """A denoiser D(x, sigma) ~ E[x0 | x0 + sigma z] from a raw network by EDM preconditioning
+    (Karras et al. 2022, Eq. 7, Table 1), centred at ``data_mean``.
+
+    >>> D = EDMDenoiser(UNet(UNetConfig(channels=(16, 32), groups=4, emb_dim=32)))
+    >>> D(torch.zeros(2, 1, 8, 8), 0.5).shape
+    torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, net: UNet):
+        super().__init__()
+        self.net = net
+        self.sigma_data = net.config.sigma_data
+        self.data_mean = net.config.data_mean
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        check_image(x, "x")
+        s = as_sigma(sigma, x).clamp_min(1e-8)                              # (B, 1, 1, 1)
+        sd = self.sigma_data
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        xc = x - self.data_mean
+        F_x = self.net((c_in * xc).to(x.dtype), (s.log() / 4).flatten())
+        return self.data_mean + c_skip * xc + c_out * F_x
+
+
+def build_denoiser(config: UNetConfig = UNetConfig()) -> EDMDenoiser:
+    """A fresh (untrained) UNet wrapped as an EDM denoiser."""
+    return EDMDenoiser(UNet(config))
