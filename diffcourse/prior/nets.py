@@ -52,8 +52,8 @@ class UNetConfig:
 def sinusoidal_embedding(c_noise: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer-style embedding of the scalar noise input (B,) -> (B, dim) (Vaswani et al. 2017)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=c_noise.device) / half)
-    args = c_noise.float()[:, None] * 100.0 * freqs[None]      # c_noise ~ O(1): spread it out
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=c_noise.device, dtype=c_noise.dtype) / half)
+    args = c_noise[:, None] * 100.0 * freqs[None]               # c_noise ~ O(1): spread it out
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
@@ -170,7 +170,7 @@ class EDMDenoiser(nn.Module):
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_in = 1 / (s**2 + sd**2).sqrt()
         xc = x - self.data_mean
-        F_x = self.net((c_in * xc).to(x.dtype), (s.log() / 4).flatten())
+        F_x = self.net(c_in * xc, (s.log() / 4).flatten())
         return self.data_mean + c_skip * xc + c_out * F_x
 
 

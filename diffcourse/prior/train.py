@@ -37,7 +37,7 @@ import torch
 from .. import phantoms
 from .nets import EDMDenoiser, UNetConfig, build_denoiser
 
-__all__ = ["TrainConfig", "PRESETS", "phantom_batch", "edm_loss", "train", "export", "main"]
+__all__ = ["TrainConfig", "PRESETS", "phantom_batch", "edm_loss", "train", "export", "held_out_phantoms", "main"]
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     return ema.eval(), state
 
 
-def export(run_dir: str | os.PathLike, out: str | os.PathLike) -> dict:
+def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<preset>") -> dict:
     """Write the EMA weights of ``run_dir``'s checkpoint to ``out`` (.pt) and its provenance to
     ``out`` with suffix .json (settings, revision, steps, final loss, SHA-256 of the .pt)."""
     import hashlib
@@ -219,7 +219,8 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike) -> dict:
         "final_loss": sum(losses[-500:]) / max(len(losses[-500:]), 1),
         "torch": torch.__version__,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "command": f"python -m diffcourse.prior.train --preset <name> --run-dir {run_dir} --export {out}",
+        "command": (f"python -m diffcourse.prior.train --preset {preset} --steps {saved['step']} "
+                    f"--run-dir {run_dir} --export {out}"),
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
@@ -243,11 +244,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"trained {state['step']} steps in {state['seconds']:.0f} s; "
           f"mean loss of the last 200 steps {sum(state['losses'][-200:]) / 200:.4f}")
     if args.export:
-        meta = export(args.run_dir, args.export)
-        meta["command"] = f"python -m diffcourse.prior.train --preset {args.preset} --run-dir {args.run_dir} --export {args.export}"
-        Path(args.export).with_suffix(".json").write_text(__import__("json").dumps(meta, indent=2) + "\n")
+        meta = export(args.run_dir, args.export, args.preset)
         print(f"exported {args.export} (sha256 {meta['sha256'][:12]}...)")
 
 
 if __name__ == "__main__":
     main()
+
+
+def held_out_phantoms(n: int = 16, size: int = 64, seed: int = 10_000) -> torch.Tensor:
+    """Phantoms for evaluation, drawn from a seed no training run uses (training seeds are
+    ``seed + 1`` of a :class:`TrainConfig`, small integers): 3/4 head slices, 1/4 ellipses."""
+    g = torch.Generator().manual_seed(seed)
+    n_head = (3 * n) // 4
+    return torch.cat([phantoms.head(n_head, size, generator=g), phantoms.ellipses(n - n_head, size, generator=g)])
