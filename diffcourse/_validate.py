@@ -88,10 +88,11 @@ def as_sigma(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
 
     Accepts a Python number, a 0-d tensor or a tensor of shape (B,). Negative values are refused.
     """
+    real_dtype = x.real.dtype if x.is_complex() else x.dtype
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
-        sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+        sigma = torch.full((x.shape[0],), float(sigma), dtype=real_dtype, device=x.device)
     elif isinstance(sigma, torch.Tensor):
-        sigma = sigma.to(device=x.device, dtype=x.real.dtype if x.is_complex() else x.dtype)
+        sigma = sigma.to(device=x.device, dtype=real_dtype)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         sigma = sigma.reshape(-1)

@@ -1,0 +1,202 @@
+"""The linear-operator base class: ``A``, ``AT``, ``pinv``, ``norm`` and (where cheap) ``svd``.
+
+Every linear forward model of the course is a :class:`LinearOperator`: a ``torch.nn.Module`` whose
+fixed data (masks, kernels, matrices) are buffers, so ``op.to(device)`` and ``op.to(torch.float64)``
+work, acting on a batch ``(B, ...)`` one sample at a time. Inner products are per sample,
+``<a, b> = Re sum conj(a) * b`` over all but the batch dimension, so the same code serves real and
+complex (MRI) operators.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .._validate import check_positive, check_same_device, check_tensor
+
+__all__ = ["SVD", "LinearOperator", "inner", "cgls"]
+
+
+def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample real inner product ``Re <a, b> = Re sum(conj(a) * b)``: (B, ...) x (B, ...) -> (B,)."""
+    return (a.conj() * b).real.flatten(1).sum(1)
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) broadcastable against ``like``."""
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+@dataclass(frozen=True)
+class SVD:
+    """A compact singular value decomposition ``A = U diag(s) V^T`` given by functions.
+
+    ``VT(x)`` maps an input to its coefficients (shape ``c``), ``V`` maps coefficients back
+    (``V^T V = I``), ``UT(y)`` maps a measurement to coefficients, ``U`` back (``U^T U = I``), and
+    ``s`` (non-negative) broadcasts against the coefficients, so ``A x = U(s * VT(x))``. For complex
+    operators (MRI) ``VT``/``UT`` are the conjugate transposes ``V^H``/``U^H``.
+    """
+
+    U: Callable[[torch.Tensor], torch.Tensor]
+    UT: Callable[[torch.Tensor], torch.Tensor]
+    V: Callable[[torch.Tensor], torch.Tensor]
+    VT: Callable[[torch.Tensor], torch.Tensor]
+    s: torch.Tensor
+
+    def pinv(self, y: torch.Tensor, rcond: float | None = None) -> torch.Tensor:
+        """Moore-Penrose pseudo-inverse ``V diag(1/s) U^T y``, dropping ``s <= rcond * max(s)``.
+
+        ``rcond`` defaults to ``1000 * eps`` of ``y``'s precision (the numerical rank); the largest
+        ``s`` is taken per sample.
+        """
+        c = self.UT(y)
+        real = c.real.dtype if c.is_complex() else c.dtype
+        if rcond is None:
+            rcond = 1e3 * torch.finfo(real).eps
+        s = self.s.to(device=c.device, dtype=real).expand(c.shape)
+        smax = s.flatten(1).amax(1)  # per sample
+        keep = s > rcond * _bcast(smax, s)
+        s_inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+        return self.V(s_inv * c)
+
+
+def cgls(A: Callable[[torch.Tensor], torch.Tensor], AT: Callable[[torch.Tensor], torch.Tensor],
+         y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
+    """Least squares ``min ||A x - y||`` by CGLS (conjugate gradients on ``A^T A x = A^T y``).
+
+    Hestenes & Stiefel (1952); Björck, Numerical Methods for Least Squares Problems (1996).
+    Started from 0 the iterates stay in the range of ``A^T``, so the limit is the minimum-norm
+    solution ``A^+ y``. Every sample has its own step sizes and stops on its own once
+    ``||A^T r|| <= tol * ||A^T y||`` (a stopped sample is left untouched, so a batch of two equals
+    two batches of one).
+    """
+    check_tensor(y, "y", complex_ok=True)
+    check_positive(tol, "tol")
+    r = y.clone()
+    s = AT(r)
+    x = torch.zeros_like(s)
+    p = s.clone()
+    gamma = inner(s, s)
+    tiny = torch.finfo(gamma.dtype).tiny
+    stop = (tol * gamma.sqrt()).clamp_min(tiny)
+    for _ in range(int(max_iter)):
+        active = gamma.sqrt() > stop
+        if not bool(active.any()):
+            break
+        q = A(p)
+        qq = inner(q, q)
+        alpha = torch.where(active & (qq > 0), gamma / qq.clamp_min(tiny), torch.zeros_like(qq))
+        x = x + _bcast(alpha, x) * p
+        r = r - _bcast(alpha, r) * q
+        s = AT(r)
+        gamma_new = inner(s, s)
+        beta = gamma_new / gamma.clamp_min(tiny)
+        p = torch.where(_bcast(active, p), s + _bcast(beta, p) * p, p)
+        gamma = torch.where(active, gamma_new, gamma)
+    return x
+
+
+class LinearOperator(nn.Module):
+    """A linear forward model ``y = A x`` with its adjoint, pseudo-inverse and norm.
+
+    Subclasses implement ``A(x)`` and ``AT(y)`` (the exact adjoint: ``<A x, y> = <x, AT y>``) and,
+    where cheap, ``svd(x=None)``. ``in_shape`` is the shape of one input sample when the operator
+    knows it (then ``norm()`` and ``svd()`` need no example input), else ``None``.
+
+    >>> from diffcourse.physics.operators import Identity
+    >>> x = torch.randn(2, 1, 4, 4)
+    >>> bool(torch.equal(Identity().pinv(x), x))
+    True
+    """
+
+    in_shape: tuple[int, ...] | None = None
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def AT(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A(x)
+
+    def ATA(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T A x`` (the normal operator)."""
+        return self.AT(self.A(x))
+
+    def AAT(self, y: torch.Tensor) -> torch.Tensor:
+        """``A A^T y``."""
+        return self.A(self.AT(y))
+
+    def svd(self, x: torch.Tensor | None = None) -> SVD | None:
+        """An exact :class:`SVD` where one is cheap, else ``None``. ``x``: an example input."""
+        return None
+
+    def pinv(self, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
+        """Pseudo-inverse ``A^+ y``: through the SVD when there is one, else :meth:`pinv_cg`."""
+        svd = self.svd()
+        if svd is None:
+            return self.pinv_cg(y, tol=tol, max_iter=max_iter)
+        return svd.pinv(y)
+
+    def pinv_cg(self, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
+        """Minimum-norm least squares ``argmin ||x|| s.t. A^T A x = A^T y`` by CGLS from 0."""
+        return cgls(self.A, self.AT, y, tol=tol, max_iter=max_iter)
+
+    def norm(self, x: torch.Tensor | None = None, *, n_iter: int = 50,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Operator norm ``||A||_2`` per sample by power iteration on ``A^T A``: -> (B,).
+
+        ``x`` is an example input (only its shape, dtype and device are used); it may be omitted
+        when the operator knows ``in_shape``. Von Mises (1929).
+        """
+        x = self._example(x)
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        for _ in range(int(n_iter)):
+            v = v / _bcast(inner(v, v).sqrt().clamp_min(1e-30), v)
+            v = self.ATA(v)
+        v = v / _bcast(inner(v, v).sqrt().clamp_min(1e-30), v)
+        Av = self.A(v)
+        return inner(Av, Av).sqrt()
+
+    def _example(self, x: torch.Tensor | None) -> torch.Tensor:
+        """An example input: ``x`` itself, or zeros of ``(1, *in_shape)`` on the buffers' device."""
+        if x is not None:
+            return check_tensor(x, "x", complex_ok=True)
+        if self.in_shape is None:
+            raise ValueError(f"x: {type(self).__name__} does not know its input shape; pass an "
+                             f"example input x (only its shape, dtype and device are used)")
+        buffers = list(self.buffers())
+        ref = next((b for b in buffers if b.is_floating_point()), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        device = buffers[0].device if buffers else None
+        return torch.zeros((1, *self.in_shape), dtype=dtype, device=device)
+
+    def _match(self, t: torch.Tensor, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Buffer ``t`` on ``x``'s device check and cast to ``x``'s real dtype."""
+        check_same_device(t, x, "the operator", name)
+        real = x.real.dtype if x.is_complex() else x.dtype
+        return t.to(real) if t.is_floating_point() else t
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_mask(mask, name: str = "mask") -> torch.Tensor:
+    """Raise unless ``mask`` is a (H, W) or (B|1, C|1, H, W) tensor of zeros and ones; -> float."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        mask = mask.to(torch.get_default_dtype())
+    check_tensor(mask, name, ndim=(2, 4))
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{name} must contain only zeros and ones")
+    return mask if mask.ndim == 4 else mask[None, None]

@@ -1,0 +1,168 @@
+"""Cartesian MRI: ``y = P F x`` (single coil) and ``y_i = P F S_i x`` (multi-coil, SENSE).
+
+Conventions: ``F`` is the orthonormal 2D FFT with **centred** k-space (DC at ``(H // 2, W // 2)``,
+``F = fftshift o fft2 o ifftshift``, unitary), ``P`` a 0/1 sampling mask in that centred layout,
+measurements are the zero-filled k-space (unsampled entries are 0). ``A`` takes a real or complex
+image (B, C, H, W) and returns complex k-space; ``AT`` is the complex adjoint ``A^H`` (adjointness
+``<A x, y> = <x, A^H y>`` with ``<a, b> = sum conj(a) b``). For **real** images the forward model
+is ``x -> A x`` restricted to real x, whose adjoint for the real inner product ``Re<., .>`` is
+``AT_real(y) = Re(A^H y)``. Masks live in :mod:`diffcourse.physics.masks`, re-exported here.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validate import check_image, check_same_device, check_tensor
+from .linear import SVD, LinearOperator, check_int, check_mask
+from .masks import cartesian_mask, variable_density_mask
+
+__all__ = ["fft2c", "ifft2c", "SingleCoilMRI", "MultiCoilMRI", "coil_sensitivities",
+           "cartesian_mask", "variable_density_mask", "rss"]
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D FFT over the last two dims (unitary)."""
+    x = torch.fft.ifftshift(x, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c` (= its adjoint)."""
+    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
+
+
+def rss(images: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Root sum of squares over coils: ``sqrt(sum_i |x_i|^2)`` (keeps ``dim``)."""
+    return images.abs().pow(2).sum(dim, keepdim=True).sqrt()
+
+
+def coil_sensitivities(n_coils: int, size: int, *, width: float = 0.6,
+                       dtype: torch.dtype = torch.complex64) -> torch.Tensor:
+    """Smooth synthetic coil maps (n_coils, size, size), normalised so ``sum_i |S_i|^2 = 1``.
+
+    Coil i sits at angle ``2 pi i / n_coils`` on a circle of radius 1.2 (image in [-1, 1]^2); its
+    magnitude is ``exp(-d^2 / (2 width^2))`` of the distance d to the coil and its phase turns
+    slowly across the image (Pruessmann et al., SENSE, MRM 1999, for the model ``y_i = F S_i x``).
+
+    >>> S = coil_sensitivities(4, 8)
+    >>> bool(torch.allclose(S.abs().pow(2).sum(0), torch.ones(8, 8)))
+    True
+    """
+    check_int(n_coils, "n_coils")
+    check_int(size, "size")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    t = torch.linspace(-1, 1, size, dtype=torch.float64)
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    phi = 2 * math.pi * torch.arange(n_coils, dtype=torch.float64)[:, None, None] / n_coils
+    cy, cx = 1.2 * torch.sin(phi), 1.2 * torch.cos(phi)
+    mag = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width ** 2))
+    phase = phi + 0.5 * math.pi * (xx * torch.cos(phi) - yy * torch.sin(phi))
+    S = mag * torch.exp(1j * phase)
+    return (S / S.abs().pow(2).sum(0).sqrt()).to(dtype)
+
+
+class _MRIOperator(LinearOperator):
+    """Mask handling shared by the single- and multi-coil models."""
+
+    def _init_mask(self, mask: torch.Tensor) -> None:
+        self.register_buffer("mask", check_mask(mask))
+        self.in_shape = (1, *self.mask.shape[-2:])
+
+    def _mask_for(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        check_image(t, name, size=tuple(self.mask.shape[-2:]), complex_ok=True)
+        if self.mask.shape[0] not in (1, t.shape[0]):
+            raise ValueError(f"{name} has batch size {t.shape[0]} but the mask has "
+                             f"{self.mask.shape[0]} (use one mask or one per sample)")
+        return self._match(self.mask, t, name)
+
+    def AT_real(self, y: torch.Tensor) -> torch.Tensor:
+        """``Re(A^H y)``: the adjoint of ``A`` restricted to real images (real inner product)."""
+        return self.AT(y).real
+
+    def _example(self, x):
+        if x is None:
+            x = super()._example(None)
+            return x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+        return super()._example(x)
+
+
+class SingleCoilMRI(_MRIOperator):
+    """Single-coil Cartesian MRI ``A x = P F x`` (Lustig et al., MRM 2007): (B, C, H, W) -> complex.
+
+    ``A A^H = P``: the SVD is ``V^H = F``, ``s = P``, ``U = I``; ``A^+ y = F^H (P y)`` (zero-filled).
+
+    >>> op = SingleCoilMRI(torch.ones(4, 4))
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> bool(torch.allclose(op.AT(op.A(x)).real, x, atol=1e-6))
+    True
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self._init_mask(mask)
+
+    def A(self, x):
+        return self._mask_for(x, "x") * fft2c(x)
+
+    def AT(self, y):
+        return ifft2c(self._mask_for(y, "y") * y)
+
+    def svd(self, x=None):
+        return SVD(lambda c: c, lambda y: y, ifft2c, fft2c, self.mask)
+
+
+class MultiCoilMRI(_MRIOperator):
+    """Multi-coil (SENSE) MRI ``y_i = P F S_i x``: (B, 1, H, W) -> complex (B, n_coils, H, W).
+
+    Pruessmann et al., MRM 1999. ``sensitivities``: complex (n_coils, H, W) or (B, n_coils, H, W),
+    e.g. :func:`coil_sensitivities` (``sum_i |S_i|^2 = 1``, so ``A^H A = I`` when fully sampled).
+    ``A^H y = sum_i conj(S_i) F^H (P y_i)``. ``pinv`` runs CGLS.
+
+    >>> S = coil_sensitivities(4, 8)
+    >>> op = MultiCoilMRI(torch.ones(8, 8), S)
+    >>> x = torch.rand(1, 1, 8, 8)
+    >>> bool(torch.allclose(op.AT(op.A(x)).real, x, atol=1e-5))
+    True
+    """
+
+    def __init__(self, mask: torch.Tensor, sensitivities: torch.Tensor):
+        super().__init__()
+        self._init_mask(mask)
+        S = check_tensor(sensitivities, "sensitivities", ndim=(3, 4), complex_ok=True)
+        if tuple(S.shape[-2:]) != tuple(self.mask.shape[-2:]):
+            raise ValueError(f"sensitivities must have spatial size {tuple(self.mask.shape[-2:])} "
+                             f"(the mask's), got shape {tuple(S.shape)}")
+        S = S.to(torch.promote_types(S.dtype, torch.complex64))
+        # stored as real pairs (..., 2) so that .to(torch.float64) keeps the imaginary part
+        self.register_buffer("sens", torch.view_as_real(S.reshape(-1, *S.shape[-3:])))
+
+    @property
+    def n_coils(self) -> int:
+        return self.sens.shape[1]
+
+    def _sens_for(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        check_same_device(self.sens, t, "the sensitivities", name)
+        S = torch.view_as_complex(self._match(self.sens, t, name).contiguous())
+        if S.shape[0] not in (1, t.shape[0]):
+            raise ValueError(f"{name} has batch size {t.shape[0]} but the sensitivities have "
+                             f"{S.shape[0]} (use one set or one per sample)")
+        return S
+
+    def A(self, x):
+        mask = self._mask_for(x, "x")
+        if x.shape[1] != 1:
+            raise ValueError(f"x must have 1 channel (one image seen by all coils), got shape "
+                             f"{tuple(x.shape)}")
+        return mask * fft2c(self._sens_for(x, "x") * x)
+
+    def AT(self, y):
+        mask = self._mask_for(y, "y")
+        S = self._sens_for(y, "y")
+        if y.shape[1] != S.shape[1]:
+            raise ValueError(f"y must have {S.shape[1]} coils (channels), got shape "
+                             f"{tuple(y.shape)}")
+        return (S.conj() * ifft2c(mask * y)).sum(1, keepdim=True)
