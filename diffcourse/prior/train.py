@@ -73,7 +73,7 @@ class TrainConfig:
 #: lesson 05 trains in about a minute on a laptop CPU.
 PRESETS: dict[str, TrainConfig] = {
     "phantom64": TrainConfig(),
-    "tiny": TrainConfig(steps=150, batch_size=8, lr=2e-3, warmup=20, size=32, ema_decay=0.95,
+    "tiny": TrainConfig(steps=100, batch_size=8, lr=2e-3, warmup=20, size=32, ema_decay=0.95,
                         checkpoint_every=50,
                         net=UNetConfig(channels=(16, 32, 32), groups=4, emb_dim=64,
                                        attention_at_bottom=False)),
