@@ -1,0 +1,151 @@
+"""Every exercise check passes on its reference and fails on the blank stub and on each wrong answer.
+
+Checks are discovered, not listed: every module ``diffcourse/checks/lesson*.py`` and every object in
+it made by ``diffcourse.checks._core.exercise`` (it carries ``.reference`` and ``.wrong_answers``).
+Each (check, answer) pair is its own test id, e.g. ``lesson02.check_dsm_loss-wrong1``.
+
+The second half ties the notebooks to the checks: every function with a solution block in
+``solutions/NN_*.py`` is handed to a ``check_...`` of ``diffcourse.checks.lessonNN`` in a cell that
+the exercise notebook keeps.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import pkgutil
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import diffcourse.checks
+from diffcourse.checks._core import stub
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
+mx = importlib.util.module_from_spec(_spec)
+sys.modules["make_exercises"] = mx
+_spec.loader.exec_module(mx)
+
+
+def lesson_modules() -> dict[str, object]:
+    """{'lesson02': module, ...} for every diffcourse/checks/lesson*.py."""
+    names = sorted(m.name for m in pkgutil.iter_modules(diffcourse.checks.__path__)
+                   if m.name.startswith("lesson"))
+    return {name: importlib.import_module(f"diffcourse.checks.{name}") for name in names}
+
+
+def checks_of(module) -> dict[str, object]:
+    """The exercise checks defined in ``module`` (objects with .reference and .wrong_answers)."""
+    return {name: obj for name, obj in sorted(vars(module).items())
+            if callable(obj) and hasattr(obj, "reference") and hasattr(obj, "wrong_answers")
+            and getattr(obj, "__module__", None) == module.__name__}
+
+
+MODULES = lesson_modules()
+CASES = []
+for _lesson, _module in MODULES.items():
+    for _name, _check in checks_of(_module).items():
+        CASES.append(pytest.param(_check, _check.reference, True, id=f"{_lesson}.{_name}-reference"))
+        CASES.append(pytest.param(_check, stub, False, id=f"{_lesson}.{_name}-stub"))
+        CASES += [pytest.param(_check, wrong, False, id=f"{_lesson}.{_name}-wrong{k}")
+                  for k, wrong in enumerate(_check.wrong_answers, start=1)]
+
+
+def test_every_check_module_defines_checks():
+    empty = [name for name, module in MODULES.items() if not checks_of(module)]
+    assert empty == [], f"check modules without any exercise check: {empty}"
+    for name, module in MODULES.items():
+        assert re.fullmatch(r"lesson\d\d", name), f"diffcourse/checks/{name}.py: name it lessonNN.py"
+        for check_name, check in checks_of(module).items():
+            assert check_name.startswith("check_"), f"{name}.{check_name}: name checks check_..."
+            assert check.wrong_answers, f"{name}.{check_name} has no wrong answer to fail on"
+
+
+if CASES:  # parametrize over nothing would be reported as a skip; before any check exists, no test
+    @pytest.mark.parametrize("check, answer, expected", CASES)
+    def test_check_accepts_reference_and_rejects_stub_and_wrong_answers(check, answer, expected):
+        assert check(answer, quiet=True) is expected
+
+
+# ---------------------------------------------------------------- notebooks -> checks
+def _called_name(call: ast.Call) -> str:
+    """'check_x' for check_x(...) and lesson03.check_x(...); 'reference' for check_x.reference(...)."""
+    return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+
+
+def _check_calls(text: str, path: str) -> dict[str, set[str]]:
+    """{function name: {check names it is passed to}} over the cells an exercise keeps."""
+    calls: dict[str, set[str]] = {}
+    for cell in mx.parse_cells(text, path):
+        if cell.kind != "code" or "solution" in cell.tags:
+            continue
+        for node in ast.walk(ast.parse("".join(cell.lines[1:]))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = _called_name(node)
+            if func.startswith("check_"):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    if isinstance(arg, ast.Name):
+                        calls.setdefault(arg.id, set()).add(func)
+    return calls
+
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))
+
+
+def test_every_exercise_of_every_solution_notebook_is_checked():
+    missing = []
+    for path in SOLUTIONS:
+        rel, lesson = f"solutions/{path.name}", f"lesson{path.name[:2]}"
+        text = path.read_text(encoding="utf-8")
+        calls = _check_calls(text, rel)
+        known = set(checks_of(MODULES[lesson])) if lesson in MODULES else set()
+        for block in mx.solution_blocks(text, rel):
+            used = calls.get(block.function, set())
+            if not used & known:
+                missing.append(f"{rel}:{block.begin}: {block.function} is passed to "
+                               f"{sorted(used) or 'no check_...'}, none of them a check in "
+                               f"diffcourse/checks/{lesson}.py ({sorted(known) or 'no checks'})")
+    assert missing == [], "exercises without a check:\n" + "\n".join(missing)
+
+
+def test_notebook_check_discovery_on_a_small_string():
+    text = ("# %%\ndef dsm_loss(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n\n"
+            "# %%\ncheck_dsm_loss(dsm_loss)\nchecks.check_other(fn=other)\n\n"
+            "# %% tags=[\"solution\"]\ncheck_hidden(hidden)\n")
+    assert _check_calls(text, "sol.py") == {"dsm_loss": {"check_dsm_loss"},
+                                            "other": {"check_other"}}
+    assert _called_name(ast.parse("check_x.reference(1)").body[0].value) == "reference"
+    assert _called_name(ast.parse("m.check_x(f)").body[0].value) == "check_x"
+
+
+def _asserts_on_checks(text: str, rel: str) -> list[str]:
+    """'file:line: statement' for every assert whose condition calls a check."""
+    found = []
+    for cell in mx.parse_cells(text, rel):
+        if cell.kind != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell.lines[1:]))):
+            if isinstance(node, ast.Assert) and any(
+                    isinstance(n, ast.Call) and _called_name(n).startswith("check_")
+                    for n in ast.walk(node.test)):
+                found.append(f"{rel}:{cell.first_line + node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_notebook_asserts_on_a_check():
+    """A check returns False on the blank exercise, so asserting on it would crash the exercise."""
+    paths = [p for folder in ("lessons", "solutions") for p in (ROOT / folder).glob("[0-9][0-9]_*.py")]
+    offending = [hit for path in sorted(paths) for hit in _asserts_on_checks(
+        path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix())]
+    assert offending == [], "assert on a check result:\n" + "\n".join(offending)
+
+
+def test_assert_on_check_detector_on_a_small_string():
+    text = ("# %%\nassert check_f(f, quiet=True)\nassert check_f.reference(2) == 4\n\n"
+            "# %%\nassert not m.check_g(g)\n")
+    assert _asserts_on_checks(text, "sol.py") == [
+        "sol.py:2: assert check_f(f, quiet=True)", "sol.py:6: assert not m.check_g(g)"]
