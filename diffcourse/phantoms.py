@@ -19,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["ellipses", "shepp_logan", "head", "head_volume", "rgb_images"]
+__all__ = ["ellipses", "shepp_logan", "head", "head_volume", "rgb_images", "HEAD_Z_RANGE"]
 
 
 def _check_count(n, name="n"):
@@ -130,6 +130,11 @@ def shepp_logan(size: int) -> torch.Tensor:
 # Head-like phantoms (2-D slices of 3-D heads)
 # ----------------------------------------------------------------------------------------------
 
+#: Heights (in units of the field of view) of the axial slices of the head family: :func:`head` draws
+#: its slices from this range and :func:`head_volume` spans it, so 2-D and 3-D data agree.
+HEAD_Z_RANGE = (-0.3, 0.35)
+
+
 def _head_params(g: torch.Generator) -> dict:
     """Random anatomy and pose of one head; all lengths in field-of-view units."""
     p = {
@@ -200,7 +205,7 @@ def _head_intensity(X, Y, Z, p: dict, soft: float) -> torch.Tensor:
 
 
 def head(n: int, size: int, generator: torch.Generator | None = None, *,
-         z_range: tuple[float, float] = (-0.3, 0.35)) -> torch.Tensor:
+         z_range: tuple[float, float] = HEAD_Z_RANGE) -> torch.Tensor:
     """Head-like phantoms: axial slices of random 3-D heads at heights in ``z_range``, (n, 1, size, size).
 
     Each slice shows the skull, grey/white matter with smooth shading, the lateral (and third)
@@ -223,9 +228,10 @@ def head(n: int, size: int, generator: torch.Generator | None = None, *,
 
 
 def head_volume(n: int, size: int, depth: int, generator: torch.Generator | None = None, *,
-                z_range: tuple[float, float] = (-0.5, 0.5)) -> torch.Tensor:
+                z_range: tuple[float, float] = HEAD_Z_RANGE) -> torch.Tensor:
     """3-D head phantoms (n, 1, depth, size, size); slice ``k`` is the axial plane at the k-th of
-    ``depth`` heights evenly spanning ``z_range``, so each slice looks like a :func:`head` image.
+    ``depth`` heights evenly spanning ``z_range``. With the default range, the same as
+    :func:`head`'s, every slice is an image of the 2-D family the shipped prior was trained on.
 
     >>> v = head_volume(1, 32, 8, generator=torch.Generator().manual_seed(0))
     >>> v.shape
