@@ -238,7 +238,7 @@ check_dsm_step(dsm_step)
 #
 # The library's `train` repeats this step with fresh phantoms from a seeded generator, a learning-rate
 # warm-up, gradient clipping and the EMA of exercise 3. The `tiny` preset (a 32×32 UNet) is cut
-# to 50 steps here so the notebook stays quick; the lesson runs 150. Step 0 (`steps=0`) gives the
+# to 50 steps here so the notebook stays quick; the lesson runs the full 100. Step 0 (`steps=0`) gives the
 # untrained network: its output layer starts at zero, so the EDM preconditioning alone makes it
 # $D = 0.5 + c_\text{skip}(\sigma)(x - 0.5)$, the exact denoiser of Gaussian data with mean 0.5 and
 # standard deviation $\sigma_\text{data}$ — a fair baseline to beat.

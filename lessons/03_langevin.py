@@ -128,7 +128,8 @@ assert abs(hot / 2 - 1) < 0.08 and abs(cold / 0.5 - 1) < 0.08
 #
 # The score points to the nearest mode almost everywhere. Score networks are trained by
 # (denoising) score matching, $\mathbb E_{p}\,\|s_\theta - \nabla\log p\|^2$: errors are weighted by
-# $p$, so where $p$ is tiny the network is **never told what the score is** (Song & Ermon 2019,
+# $p$, so where $p$ is tiny the network is **never told what the score is** (we measure how little data
+# lies there below; lesson 02 shows the learned score's error growing in such regions) (Song & Ermon 2019,
 # §3.2.1; Meng's slide "estimated scores are only accurate in high density regions"). Let
 # $R = \{x : p(x) < 10^{-3}\max p\}$ be the low-density region of the square $[-8, 8]^2$.
 
@@ -181,8 +182,8 @@ plt.show()
 # distribution on the square sends each chain to the mode of its basin and keeps it there. The
 # expected time to cross from one mode to the other grows like $e^{\Delta U}$ (Arrhenius/Kramers),
 # with $\Delta U = \log p(\text{mode}) - \log p(\text{saddle})$. Here $\Delta U\approx 23$, i.e.
-# $\sim 10^{10}$ time units; we run 500 steps of $\alpha = 0.2$ (100 time units, about a hundred
-# relaxation times inside a mode). The weights then reflect the basins' areas, not $w_k$; and
+# $\sim 10^{10}$ time units; we run 500 steps of $\alpha = 0.2$ — in the paper form the SDE time step is
+# $\alpha/2$, so that is 50 time units, about fifty relaxation times inside a mode. The weights then reflect the basins' areas, not $w_k$; and
 # chains started on one side (in the light mode) never find the heavy mode at all.
 
 # %%

@@ -313,7 +313,8 @@ plt.show()
 # %% [markdown]
 # ## 4. SDEs: the reverse SDE, Euler–Maruyama, predictor–corrector (Song et al. 2021)
 #
-# Let the steps shrink: the VE chain $x_i = x_{i-1} + \sqrt{\sigma_i^2-\sigma_{i-1}^2}\,z$ becomes the
+# (Here the index counts *up* with the noise, $\sigma_i > \sigma_{i-1}$, as in the forward chain — the
+# opposite of NCSN's numbering in lesson 03.) Let the steps shrink: the VE chain $x_i = x_{i-1} + \sqrt{\sigma_i^2-\sigma_{i-1}^2}\,z$ becomes the
 # **VE SDE** $\mathrm dx = \sqrt{\mathrm d\sigma^2/\mathrm dt}\,\mathrm dw$, and the VP chain the **VP SDE**
 # $\mathrm dx = -\tfrac12\beta(t)x\,\mathrm dt + \sqrt{\beta(t)}\,\mathrm dw$. Any forward SDE
 # $\mathrm dx = f\,\mathrm dt + g\,\mathrm dw$ has a **reverse-time SDE** (Anderson 1982)
@@ -379,7 +380,7 @@ assert sw2(runs["Heun (24 steps)"]) < 2 * floor
 # $\sigma$ by $t = \sigma/(1+\sigma)$, `flow_euler` runs in flow coordinates. One Euler step keeps $\hat x_0$
 # and $\hat\epsilon$ fixed and moves along the straight line, $x_{t'} = (1-t')\hat x_0 + t'\hat\epsilon$ — in VE
 # coordinates $\hat x_0 + \sigma'\hat\epsilon$: **the DDIM step**. So rectified-flow Euler with the exact
-# velocity *is* DDIM ($\eta=0$) is Euler on the PF-ODE, in other coordinates.
+# velocity *is* DDIM ($\eta=0$), i.e. Euler on the PF-ODE, in other coordinates.
 
 # %%
 runs["flow Euler"] = flow_euler(p.denoiser, x_start, karras50)
@@ -417,9 +418,10 @@ assert abs(slopes["ddim_ve"] - 1) < 0.25 and abs(slopes["heun"] - 2) < 0.25
 # %% [markdown]
 # **On the mixture** we cannot write the map, but we can score samples against the number of
 # network evaluations (NFE). The order only pays once the steps are small enough: with 3 huge
-# steps Heun's correction overshoots, while from about 20 evaluations on every sampler levels off
-# at the sampling noise of this start set (all runs share it, so the plateau sits a little above the
-# average floor). DDPM needs the most evaluations: its large ancestral steps lose variance.
+# steps Heun's correction overshoots and at the smallest budgets Heun is the worst of all; it catches
+# up at a few tens of evaluations, after which the samplers level off at the sampling noise of this
+# start set (all runs share it, so the plateau sits a little above the average floor). At the high
+# end, DDPM needs the most evaluations to reach the plateau: its large ancestral steps lose variance.
 
 # %%
 def sw_of(sampler, n, **kw):
@@ -484,7 +486,7 @@ print(f"mixture: SBIM std / true std = {spread:.2f}, weight error {weight_error(
 # 0.7x the truth; from N(0, sigma_max^2) it does not contract at all. On the mixture SBIM's std is
 # below 0.7x the truth and its weights are off by more than 0.1.
 assert abs(std_ddim / 0.5 - 1) < 0.05
-assert 0.20 < std_sbim < 0.27 and std_sbim < 0.7 * 0.5
+assert 0.20 < std_sbim < 0.27
 assert std_sbim_wide > 10
 assert spread < 0.7 and weight_error(runs["SBIM"]) > 0.1
 

@@ -9,7 +9,7 @@ from diffcourse.posterior.tv import tv_denoise_tuned
 from diffcourse.prior import pretrained
 from diffcourse.prior.train import held_out_phantoms
 
-TV_WEIGHTS = [0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.3, 0.4, 0.6]
+TV_WEIGHTS = [0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from diffcourse.prior.nets import UNetConfig, build_denoiser
 from diffcourse.prior.processes import karras_sigmas
 from diffcourse.prior.train import held_out_phantoms
 
-TV_WEIGHTS = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.3, 0.4, 0.6]
+TV_WEIGHTS = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2]
 
 
 def denoising_table(D, x0: torch.Tensor, sigmas=(0.1, 0.2, 0.5), seed: int = 0) -> list[dict]:

@@ -70,7 +70,7 @@ class TrainConfig:
 
 
 #: Named presets for the command line. ``phantom64`` is the shipped prior; ``tiny`` is the model
-#: lesson 05 trains in about a minute on a laptop CPU.
+#: lesson 05 trains in seconds on a laptop CPU.
 PRESETS: dict[str, TrainConfig] = {
     "phantom64": TrainConfig(),
     "tiny": TrainConfig(steps=100, batch_size=8, lr=2e-3, warmup=20, size=32, ema_decay=0.95,
@@ -214,7 +214,9 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<p
     _atomic_save(weights, out)
     losses = saved["losses"]
     meta = {
-        "config": saved["config"], "revision": saved["revision"], "steps": saved["step"],
+        # the settings of the run as exported: its step count is the number of steps actually taken,
+        # so that `--steps N` in the recorded command reproduces exactly this config
+        "config": {**saved["config"], "steps": saved["step"]}, "revision": saved["revision"], "steps": saved["step"],
         "train_seconds": round(saved["seconds"], 1),
         "final_loss": sum(losses[-500:]) / max(len(losses[-500:]), 1),
         "torch": torch.__version__,
