@@ -13,7 +13,7 @@
 # Companion to `lessons/01_tweedie_noise2score.py`. You will write
 #
 # 1. the **Poisson** Noise2Score estimator for scaled counts $y = \zeta\,\mathrm{Poisson}(x/\zeta)$,
-# 2. the **Gamma** estimator for multiplicative noise (mind the sign in the talk's table),
+# 2. the **Gamma** estimator for multiplicative noise (mind the misprinted $T(y)$ column of the talk's table),
 # 3. the **SURE** loss with a Monte-Carlo divergence, which trains a denoiser without clean images.
 #
 # Each exercise is a function followed by a cell that checks it (it prints "correct", "not done

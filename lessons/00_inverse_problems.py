@@ -78,7 +78,8 @@ x_rgb = rgb_images(1, 64, generator=gen(0))  # (1, 3, 64, 64) for colorization
 # | CS-MRI ×4 | $P F$: 2-D Fourier transform, keep 25 % of k-space ($P$) | k-space samples |
 #
 # (Meng's slides write super-resolution as $A = (I\otimes k^\top)P$ and colorization as
-# $(Ax)_i = k^\top p_i$ with $k = (\frac13,\frac13,\frac13)$ — the same operators.) Every operator in
+# $(Ax)_i = k^\top p_i$ with $k = (\frac13,\frac13,\frac13)$ — the same operators; the transcript reads
+# $\frac12$, which we take for a slip: the standard colorization operator averages with $\frac13$.) Every operator in
 # `diffcourse.physics` is an object with `A(x)` and `AT(y)`; the noise is added outside it (here
 # white Gaussian noise with a level $\sigma_y$ per task; `diffcourse.physics.noise` has Poisson and
 # quantisation models too).
@@ -97,7 +98,12 @@ tasks = {  # name: (operator, clean image, sigma_y)
 
 def measure(op, img, sigma_y, seed):
     """y = A x + sigma_y n, n standard normal (complex for MRI: E|n_i|^2 = 1); entries that a mask
-    leaves unmeasured (inpainting, MRI) stay exactly zero."""
+    leaves unmeasured (inpainting, MRI) stay exactly zero.
+
+    Convention: for complex k-space this is circular noise with E|n_i|^2 = sigma_y^2, i.e. sigma_y^2 / 2
+    per real and imaginary part, so the MAP data term is ||Ax - y||^2 / sigma_y^2 there. The library's
+    GaussianNoise puts sigma_y^2 on each part instead (E|n_i|^2 = 2 sigma_y^2): say which one you use
+    when you compare numbers."""
     Ax = op.A(img)
     n = torch.randn(Ax.shape, dtype=Ax.dtype, generator=gen(seed))
     return Ax + sigma_y * (n * op.mask if hasattr(op, "mask") else n)
@@ -211,7 +217,8 @@ plt.show()
 # **Stability fails: small singular values.** Deblurring is square and, here, invertible: no
 # singular value is exactly zero. But the singular values — the magnitudes $|\hat k|$ of the
 # kernel's Fourier transform — decay below $10^{-7}$, and the pseudo-inverse divides the noise by
-# them:
+# them (the library's `pinv` drops the singular values below the numerical rank, about $10^{-4}$ of the
+# largest in float32, so it computes a truncated version of this sum — still catastrophically unstable):
 #
 # $$ A^+ y = x + \sum_i \frac{\langle u_i, n\rangle}{s_i}\, v_i . $$
 #
@@ -384,8 +391,8 @@ assert flat["truth"] < 0.05 and flat["best-tuned TV"] > 0.3
 # The posterior $p(x\mid y)$ is a whole distribution, and "the" reconstruction is a choice:
 #
 # * **MAP** $\arg\max_x p(x\mid y)$ — the most probable image (Section 3);
-# * **MMSE** $\mathbb E[x\mid y]$ — minimises the expected squared error, so it maximises the
-#   expected PSNR; it averages over all plausible images and can be blurry, or even implausible;
+# * **MMSE** $\mathbb E[x\mid y]$ — minimises the expected squared error (the best PSNR of the
+#   *expected* MSE); it averages over all plausible images and can be blurry, or even implausible;
 # * **posterior samples** $x \sim p(x\mid y)$ — each is a plausible image; their spread is the
 #   uncertainty. A sample has *twice* the MMSE's expected squared error:
 #   $\mathbb E\|x - x'\|^2 = 2\operatorname{tr}\operatorname{Cov}(x\mid y)$ for independent $x, x'$.
@@ -393,7 +400,8 @@ assert flat["truth"] < 0.05 and flat["best-tuned TV"] > 0.3
 # A 2-D example makes the difference visible. The prior is a mixture of two Gaussians centred at
 # $(-1, 1)$ and $(1, -1)$ (weights 0.6, 0.4), and we measure only the sum, $y = x_1 + x_2 + n$ with
 # $y = 0$: both clusters explain the data. The posterior is again a Gaussian mixture, known in
-# closed form (`GaussianMixture.posterior`, Bishop 2006, eq. 2.116).
+# closed form (`GaussianMixture.posterior`; Bishop 2006, eqs. 2.115–2.117 per component, with the
+# mixture weights from the marginal $w_k\,\mathcal N(y; A\mu_k, S_k)$).
 
 # %%
 F64 = torch.float64

@@ -231,7 +231,8 @@ plt.show()
 # Photon counting (low-dose CT, PET, microscopy) gives $y\mid x\sim\mathrm{Poisson}(x)$. Tweedie with
 # $\eta=\log x$ gives $\mathbb E[\log x\mid y] = l'(y) + \psi(y+1)$ exactly, and Noise2Score reports
 # $(y+\tfrac12)\,e^{l'(y)}\approx \exp\mathbb E[\log x\mid y]$. By Jensen's inequality
-# $\exp\mathbb E[\log x\mid y] \le \mathbb E[x\mid y]$, so the estimate is **biased low**.
+# $\exp\mathbb E[\log x\mid y] \le \mathbb E[x\mid y]$, so the estimate is **biased low** — and at very
+# low counts the approximation $\psi(y+1)\approx\log(y+\tfrac12)$ adds a second, smaller bias.
 #
 # Test case with everything in closed form (reference card 1, test 2): $x\sim\mathrm{Gamma}(a, \text{rate } b)$.
 # The marginal is negative binomial; its continuous extension
@@ -267,9 +268,10 @@ for c in (0, 3, 10, 40):
           f"bias {100 * rel_bias[c].item():+.1f} %")
 
 # %% [markdown]
-# The bias is about $-1/(2(a+y))$ in relative terms, i.e. a constant $\tfrac12/(1+b)$ in absolute terms:
-# **half a count**, shrunk by the posterior. It matters at a handful of counts (a quarter too low at
-# $y=0$) and fades as counts grow.
+# For a few counts and more the bias is about $-1/(2(a+y))$ in relative terms, i.e. a constant
+# $\tfrac12/(1+b)$ in absolute terms: **half a count**, shrunk by the posterior. At $y = 0$ it is larger
+# (a quarter too low): Jensen's gap alone gives $-16\,\%$ here, and the digamma approximation
+# $\psi(1)\approx\log\tfrac12$ another $\times 0.89$. It fades as counts grow.
 
 # %%
 assert bool((rel_bias < 0).all())                                         # biased low everywhere
@@ -290,20 +292,25 @@ assert abs((post_mean - n2s)[-1].item() - 0.5 / (1 + b)) < 0.01           # half
 # Take the conjugate prior $1/x\sim\mathrm{Gamma}(a, b)$. Then
 # $p(y)\propto y^{k-1}/(b+ky)^{a+k}$, $l'(y) = (k-1)/y - k(a+k)/(b+ky)$, and the posterior of $1/x$ is
 # $\mathrm{Gamma}(a+k,\ b+ky)$. Tweedie gives $1/\mathbb E[1/x\mid y] = (b+ky)/(a+k)$, *below* the
-# posterior mean $\mathbb E[x\mid y] = (b+ky)/(a+k-1)$ (harmonic vs arithmetic mean). The sign printed
-# in the talk's table gives something else entirely.
+# posterior mean $\mathbb E[x\mid y] = (b+ky)/(a+k-1)$ (harmonic vs arithmetic mean).
+#
+# *A misprint to be aware of (reference card 1, register item 17).* The talk's table prints the
+# estimator correctly, $\hat x = \beta y/((\alpha-1) - y\,l'(y))$, but lists the sufficient statistic as
+# $T(y) = [\log y, -y]$. With $\eta = [\alpha-1, -\beta/x]$ that would put $+\beta y/x$ in the exponent; carried
+# through Tweedie it gives $-k y/((k-1) - y\,l')$, the **negative** of the right answer (negative
+# intensities). The estimator needs $T(y) = [\log y, y]$.
 
 # %%
 a_g, b_g, k_g = 3.0, 2.0, 6.0
 yg = torch.linspace(0.2, 3.0, 8, dtype=F64)
 score_g = (k_g - 1) / yg - k_g * (a_g + k_g) / (b_g + k_g * yg)
 x_gamma = tweedie.gamma(yg, score_g, k_g)
-talk_sign = k_g * yg / ((k_g - 1) + yg * score_g)
+misprinted_T = -k_g * yg / ((k_g - 1) - yg * score_g)      # from T(y) = [log y, -y]
 assert torch.allclose(x_gamma, (b_g + k_g * yg) / (a_g + k_g), rtol=1e-12)       # 1 / E[1/x | y]
 assert bool((x_gamma < (b_g + k_g * yg) / (a_g + k_g - 1)).all())                 # below E[x | y]
-assert not torch.allclose(talk_sign, x_gamma, rtol=0.05)
-print("Gamma:", [round(v, 3) for v in x_gamma.tolist()[:4]], "... talk's sign:",
-      [round(v, 3) for v in talk_sign.tolist()[:4]], "...")
+assert bool((misprinted_T < 0).all())                                          # impossible intensities
+print("Gamma:", [round(v, 3) for v in x_gamma.tolist()[:4]], "... with the misprinted T(y):",
+      [round(v, 3) for v in misprinted_T.tolist()[:4]], "...")
 
 # %% [markdown]
 # **Exponential noise**, $y\mid x \sim x e^{-xy}$, prior $x\sim\mathrm{Gamma}(a,b)$:

@@ -89,7 +89,7 @@ def _gamma(y, score, k):
     return tweedie.gamma(y, score, k)
 
 
-def _talk_sign(y, score, k):  # T(y) = [log y, -y] as printed in the talk's table
+def _plus_sign(y, score, k):  # a sign slip in the denominator
     return k * y / ((k - 1) + y * score)
 
 
@@ -102,8 +102,8 @@ def _alpha_not_minus_one(y, score, k):
 
 
 _GAMMA_MISTAKES = {
-    _talk_sign: "the talk's table has T(y) = [log y, -y], which flips the sign; with T(y) = [log y, y] the "
-                "denominator is (k - 1) - y * score",
+    _plus_sign: "the denominator is (k - 1) - y * score: with T(y) = [log y, y] the score enters with a minus "
+                "sign (the talk's T(y) column is misprinted; its estimator column is right)",
     _no_k: "the numerator is beta * y = k * y",
     _alpha_not_minus_one: "the first natural parameter is alpha - 1 = k - 1 (from y^(alpha - 1))",
 }

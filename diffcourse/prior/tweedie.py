@@ -10,7 +10,7 @@ estimate ``x_hat``. All work elementwise on tensors of any shape and device.
 noise          estimator                   what it is
 =============  ==========================  =====================================================
 Gaussian       y + sigma^2 l'(y)           the posterior mean E[x | y], exactly
-Poisson        (y + zeta/2) exp(zeta l')   approx. exp E[log x | y]: biased low, ~ -1/(2 (count))
+Poisson        (y + zeta/2) exp(zeta l')   approx. exp E[log x | y]: biased low (see poisson())
 Gamma (k)      k y / ((k-1) - y l'(y))     1 / E[1/x | y], exactly (not E[x | y])
 Bernoulli      sigmoid(l'(y))              sigmoid(E[logit x | y]) (plug-in)
 Exponential    -l'(y)                      the posterior mean E[x | y], exactly
