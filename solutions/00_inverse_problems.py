@@ -49,6 +49,9 @@ def downsample_adjoint(y, factor):
 # %%
 check_downsample_adjoint(downsample_adjoint)
 
+# %% tags=["solution"]
+assert check_downsample_adjoint(downsample_adjoint, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # **Adjoint versus pseudo-inverse.** The pseudo-inverse of average pooling is nearest-neighbour
 # upsampling (each block gets its average back), so $A^+ = f^2 A^\top$: here the two differ by a
@@ -111,6 +114,9 @@ def admm_tv_step(op, y, x, z, u, lam, rho, cg_iters=50):
 
 # %%
 check_admm_tv_step(admm_tv_step)
+
+# %% tags=["solution"]
+assert check_admm_tv_step(admm_tv_step, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # With the library's step (`admm_step`, the same iteration), reconstruct the phantom from 30 % of its

@@ -58,6 +58,9 @@ def poisson_tweedie(y, score, zeta):
 # %%
 check_poisson_tweedie(poisson_tweedie)
 
+# %% tags=["solution"]
+assert check_poisson_tweedie(poisson_tweedie, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # With the library's estimator: a Gamma(4, rate 3) prior on the intensity $x$ and $\zeta = 0.05$
 # (about 20 counts per unit intensity). The posterior mean is $\zeta(a + c)/(1 + b\zeta)$; the
@@ -100,6 +103,9 @@ def gamma_tweedie(y, score, k):
 
 # %%
 check_gamma_tweedie(gamma_tweedie)
+
+# %% tags=["solution"]
+assert check_gamma_tweedie(gamma_tweedie, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # With the library's estimator, for the conjugate prior $1/x\sim\mathrm{Gamma}(a,b)$ (so
@@ -144,6 +150,9 @@ def sure(F, y, sigma, b, eps):
 
 # %%
 check_sure(sure)
+
+# %% tags=["solution"]
+assert check_sure(sure, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # With the library's `losses.sure_loss`: choose the shrinkage $F(y) = a\,y$ for $x\sim\mathcal N(0,\tau^2 I)$

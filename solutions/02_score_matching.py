@@ -50,6 +50,9 @@ def dsm_loss(score, x0, sigma, z):
 # %%
 check_dsm_loss(dsm_loss)
 
+# %% tags=["solution"]
+assert check_dsm_loss(dsm_loss, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # With the library's `losses.dsm_loss`: for data $\mathcal N(\mu,\tau^2 I_d)$ the loss at the exact
 # noisy score is $\tfrac12 d\tau^2/(\tau^2+\sigma^2)$ at every $\sigma$, while the *clean* score
@@ -106,6 +109,9 @@ def mixture_score(x, sigma, weights, means, covs):
 # %%
 check_mixture_score(mixture_score)
 
+# %% tags=["solution"]
+assert check_mixture_score(mixture_score, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # The library's `GaussianMixture.score` is this formula. A score field is easiest to read with
 # normalised arrows: at small $\sigma$ every arrow points to the nearest component; at large $\sigma$
@@ -150,6 +156,9 @@ def ssm_vr(score, x, v):
 
 # %%
 check_ssm_vr(ssm_vr)
+
+# %% tags=["solution"]
+assert check_ssm_vr(ssm_vr, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # With the library's `losses.ssm_vr_loss` we fit the one-parameter family $s_\lambda(x) = -\lambda x$

@@ -52,6 +52,9 @@ def langevin_step(D, x, sigma, alpha, z):
 # %%
 check_langevin_step(langevin_step)
 
+# %% tags=["solution"]
+assert check_langevin_step(langevin_step, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # `annealed_langevin` repeats this step `n_steps_each` times per level of a decreasing ladder.
 # Here it samples the two-mode mixture of the lesson, $\tfrac15\mathcal N((-5,-5),I)+\tfrac45\mathcal N((5,5),I)$,
@@ -96,6 +99,9 @@ def step_sizes(sigmas, eps):
 # %%
 check_step_sizes(step_sizes)
 
+# %% tags=["solution"]
+assert check_step_sizes(step_sizes, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # **The factor 2 in the wild.** The NCSN paper quotes $\epsilon = 2\times10^{-5}$, but its code uses
 # `step_lr = 2e-5` as the code-form $\delta$, i.e. $\epsilon = 2\delta = 4\times10^{-5}$ in our form
@@ -127,6 +133,9 @@ def shell(sigma, d):
 
 # %%
 check_shell(shell)
+
+# %% tags=["solution"]
+assert check_shell(shell, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # A noisy $64\times64$ image $x = x_0 + \sigma z$ sits at distance $\|\sigma z\|$ from $x_0$. The

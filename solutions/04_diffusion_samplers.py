@@ -62,6 +62,9 @@ def ddim_step(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):
 # %%
 check_ddim_step(ddim_step)
 
+# %% tags=["solution"]
+assert check_ddim_step(ddim_step, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # A whole DDIM sampler is this step in a loop. Below, the reference step runs in VP coordinates with
 # the exact $\hat\epsilon$ of the mixture, and its end points are compared with the library's `ddim`,
@@ -109,6 +112,9 @@ def ve_to_vp(x, sigma):
 # %%
 check_ve_to_vp(ve_to_vp)
 
+# %% tags=["solution"]
+assert check_ve_to_vp(ve_to_vp, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # The same noisy mixture in both coordinates: VE spreads with $\sigma$, VP stays in a box of size
 # about 1 and fades the signal by $\sqrt{\bar\alpha}$.
@@ -144,6 +150,9 @@ def eps_from_denoiser(D, x_vp, alpha_bar):
 
 # %%
 check_eps_from_denoiser(eps_from_denoiser)
+
+# %% tags=["solution"]
+assert check_eps_from_denoiser(eps_from_denoiser, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # With it, `ddpm_vp` (Ho et al.'s Algorithm 2, VP coordinates) samples the mixture from

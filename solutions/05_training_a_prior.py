@@ -65,6 +65,9 @@ def edm_weight(sigma, sigma_data=0.5):
 # %%
 check_edm_weight(edm_weight)
 
+# %% tags=["solution"]
+assert check_edm_weight(edm_weight, quiet=True), "the worked answer must pass its check"
+
 # %% [markdown]
 # **Where the weight sits.** With the reference answer, compare $\lambda(\sigma)$ with the
 # $1/\sigma^2$ weight that the $\sigma^2$-weighted *score* loss of lesson 02 gives the denoiser
@@ -115,6 +118,9 @@ def eps_from_denoiser(D, x, sigma):
 
 # %%
 check_eps_from_denoiser(eps_from_denoiser)
+
+# %% tags=["solution"]
+assert check_eps_from_denoiser(eps_from_denoiser, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # **The $\epsilon$-loss is a reweighted $x_0$-loss.** Since $\hat\epsilon - z = (x_0 - D)/\sigma$, DDPM's
@@ -176,6 +182,9 @@ def ema_update(ema_params, params, decay):
 
 # %%
 check_ema_update(ema_update)
+
+# %% tags=["solution"]
+assert check_ema_update(ema_update, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # **What the average buys.** Model the last iterates as $\theta_k = \theta^* + s\,\xi_k$ with
@@ -239,6 +248,9 @@ def dsm_step(D, opt, x0, generator, P_mean=-1.2, P_std=1.2, sigma_data=0.5):
 
 # %%
 check_dsm_step(dsm_step)
+
+# %% tags=["solution"]
+assert check_dsm_step(dsm_step, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
 # ## Train a tiny prior

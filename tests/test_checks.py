@@ -6,7 +6,8 @@ Each (check, answer) pair is its own test id, e.g. ``lesson02.check_dsm_loss-wro
 
 The second half ties the notebooks to the checks: every function with a solution block in
 ``solutions/NN_*.py`` is handed to a ``check_...`` of ``diffcourse.checks.lessonNN`` in a cell that
-the exercise notebook keeps.
+the exercise notebook keeps, and a cell tagged ``solution`` (dropped from the exercise) asserts that
+the worked answer passes that check, so nbval fails the suite when a worked solution is wrong.
 """
 from __future__ import annotations
 
@@ -122,11 +123,12 @@ def test_notebook_check_discovery_on_a_small_string():
     assert _called_name(ast.parse("m.check_x(f)").body[0].value) == "check_x"
 
 
-def _asserts_on_checks(text: str, rel: str) -> list[str]:
-    """'file:line: statement' for every assert whose condition calls a check."""
+def _asserts_on_checks(text: str, rel: str, *, in_solution_cells: bool = False) -> list[str]:
+    """'file:line: statement' for every assert whose condition calls a check, in the cells an
+    exercise keeps (or, with ``in_solution_cells``, in the cells tagged ``solution``)."""
     found = []
     for cell in mx.parse_cells(text, rel):
-        if cell.kind != "code":
+        if cell.kind != "code" or ("solution" in cell.tags) != in_solution_cells:
             continue
         for node in ast.walk(ast.parse("".join(cell.lines[1:]))):
             if isinstance(node, ast.Assert) and any(
@@ -134,6 +136,21 @@ def _asserts_on_checks(text: str, rel: str) -> list[str]:
                     for n in ast.walk(node.test)):
                 found.append(f"{rel}:{cell.first_line + node.lineno}: {ast.unparse(node)}")
     return found
+
+
+def test_every_worked_solution_is_asserted_to_pass_its_check():
+    """solutions/NN_*.py asserts, in a ``solution`` cell, that each worked answer passes its check."""
+    missing = []
+    for path in SOLUTIONS:
+        rel = f"solutions/{path.name}"
+        text = path.read_text(encoding="utf-8")
+        asserted = "\n".join(_asserts_on_checks(text, rel, in_solution_cells=True))
+        for block in mx.solution_blocks(text, rel):
+            if not any(f"{check}({block.function}, quiet=True)" in asserted
+                       for check in _check_calls(text, rel).get(block.function, ())):
+                missing.append(f"{rel}:{block.begin}: {block.function}")
+    assert missing == [], ("worked answers whose check is not asserted in a cell tagged solution:\n"
+                           + "\n".join(missing))
 
 
 def test_no_notebook_asserts_on_a_check():
@@ -146,6 +163,8 @@ def test_no_notebook_asserts_on_a_check():
 
 def test_assert_on_check_detector_on_a_small_string():
     text = ("# %%\nassert check_f(f, quiet=True)\nassert check_f.reference(2) == 4\n\n"
-            "# %%\nassert not m.check_g(g)\n")
+            "# %%\nassert not m.check_g(g)\n\n# %% tags=[\"solution\"]\nassert check_h(h, quiet=True)\n")
     assert _asserts_on_checks(text, "sol.py") == [
         "sol.py:2: assert check_f(f, quiet=True)", "sol.py:6: assert not m.check_g(g)"]
+    assert _asserts_on_checks(text, "sol.py", in_solution_cells=True) == [
+        "sol.py:9: assert check_h(h, quiet=True)"]
