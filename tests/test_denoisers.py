@@ -5,9 +5,9 @@ forward adapters must recover the exact D from them."""
 import pytest
 import torch
 
-from diffcourse.prior.denoisers import (denoiser_from_score, from_eps, from_score, from_velocity_flow,
-                                        from_x0, score_from_denoiser, to_eps, to_score, to_velocity_flow,
-                                        to_x0)
+from diffcourse.prior.denoisers import (denoiser_from_score, from_eps, from_score, from_v,
+                                        from_velocity_flow, from_x0, score_from_denoiser, to_eps, to_score,
+                                        to_v, to_velocity_flow, to_x0)
 from diffcourse.prior.processes import DDPM, VE, Flow, VPCosine, VPLinear
 from diffcourse.prior.toy import GaussianMixture
 
@@ -61,7 +61,7 @@ def test_forward_adapters_recover_the_exact_denoiser(gm, p):
     x = gm.sample(4, generator=gen(2)) + sigma[:, None] * torch.randn(4, 3, generator=gen(3), dtype=F64)
     exact = gm.denoiser(x, sigma)
     for D in (from_eps(to_eps(gm.denoiser, p), p), from_x0(to_x0(gm.denoiser, p), p),
-              from_score(to_score(gm.denoiser, p), p)):
+              from_score(to_score(gm.denoiser, p), p), from_v(to_v(gm.denoiser, p), p)):
         assert torch.allclose(D(x, sigma), exact, rtol=1e-8, atol=1e-10)
 
 
@@ -106,6 +106,27 @@ def test_velocity_is_the_conditional_mean_of_z_minus_x0(gm):
     se = ((w[:, None] ** 2) * (target - mc) ** 2).sum(0).sqrt()
     v = to_velocity_flow(gm.denoiser)(x_t, t)[0]
     assert ((mc - v).abs() / se).max() < 5
+
+
+@pytest.mark.parametrize("p", [VPLinear(), DDPM.cosine(T=100), VE(0.01, 50.0)], ids=["VPLinear", "DDPMcos", "VE"])
+def test_v_prediction_is_the_conditional_mean_of_a_eps_minus_b_x0(gm, p):
+    """Monte Carlo: E[a eps - b x0 | x_p] (a = s, b = s sigma) by importance weights on prior draws."""
+    t = model_time(p, 0.4)
+    a, sigma = float(p.s(t)), float(p.sigma(t))
+    b = a * sigma
+    x0 = gm.sample(200_000, generator=gen(13))
+    x_p = torch.tensor([[0.3, -0.4, 0.8]], dtype=F64) * a
+    eps = (x_p - a * x0) / b                                            # the eps that explains x_p
+    w = torch.softmax(-(eps ** 2).sum(1) / 2, 0)
+    target = a * eps - b * x0
+    mc = w @ target
+    se = ((w[:, None] ** 2) * (target - mc) ** 2).sum(0).sqrt()
+    v = to_v(gm.denoiser, p)(x_p, t)[0]
+    assert ((mc - v).abs() / se).max() < 5
+    if not isinstance(p, VE):                                           # VP: v = a eps - b x0, a^2 + b^2 = 1
+        assert abs(a ** 2 + b ** 2 - 1) < 1e-12
+        x0_hat = to_x0(gm.denoiser, p)(x_p, t)
+        assert torch.allclose(a * x_p - b * to_v(gm.denoiser, p)(x_p, t), x0_hat, atol=1e-10)
 
 
 def test_score_and_denoiser_converters(gm):

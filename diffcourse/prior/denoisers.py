@@ -13,6 +13,9 @@ scaled state x_p = s x, and turns its output into D:
 * clean image x0:                            D = x0_model(s x, t)             (from_x0, to_x0)
 * score grad_{x_p} log p_t(x_p) = s_VE / s:  D = x + sigma^2 s score          (from_score, to_score)
 * velocity (rectified flow) v = z - x0:      D = x_t - t v, x_t = x/(1+sigma) (from_velocity_flow, ...)
+* v-prediction v = a eps - b x0 with a = s, b = s sigma (Salimans & Ho 2022, eq. 17 and app. D):
+                                             D = (a x_p - b v) / (a^2 + b^2)   (from_v, to_v)
+  (for VP, a^2 + b^2 = 1 and this is their x0 = a x_p - b v; Stable Diffusion 2's "v" models)
 
 With a VP process (``VPLinear()``, ``DDPM.linear()``, ...) ``from_eps`` is the usual DDPM eps-model
 adapter (x_vp = x_ve / sqrt(1 + sigma^2)); with ``VE()`` it is an NCSN-style model in VE time.
@@ -30,7 +33,7 @@ from .._validate import as_sigma, check_tensor
 from .processes import Flow
 
 __all__ = ["score_from_denoiser", "denoiser_from_score", "from_eps", "to_eps", "from_x0", "to_x0",
-           "from_score", "to_score", "from_velocity_flow", "to_velocity_flow",
+           "from_score", "to_score", "from_velocity_flow", "to_velocity_flow", "from_v", "to_v",
            "from_eps_vp", "to_eps_vp", "from_x0_vp", "from_score_ve"]
 
 Denoiser = Callable[[torch.Tensor, object], torch.Tensor]
@@ -151,6 +154,31 @@ def to_score(D: Denoiser, process) -> Callable:
         x, sig, s = _time_state(x_p, t, process)
         return (D(x, sig.reshape(-1)) - x) / (s * sig ** 2)
     return score_model
+
+
+def from_v(v_model: Callable, process) -> Denoiser:
+    """D from a v-prediction model v_model(x_p, t) ~ E[a eps - b x0 | x_p] (Salimans & Ho 2022, eq. 17).
+
+    With x_p = a x0 + b eps, a = s(t), b = s(t) sigma(t): a x_p - b v = (a^2 + b^2) x0, so
+    D = (a x_p - b v) / (a^2 + b^2) (the conditional mean passes through because v is linear in
+    (x0, eps)). For VP processes a^2 + b^2 = 1.
+    """
+    def combine(x, sig, s, v):
+        a, b = s, s * sig
+        return (a * (s * x) - b * v) / (a ** 2 + b ** 2)
+    return _adapter(v_model, process, "v_model", combine)
+
+
+def to_v(D: Denoiser, process) -> Callable:
+    """v_model(x_p, t) = a eps_hat - b D with a = s, b = s sigma, eps_hat = (x - D) / sigma, x = x_p / s."""
+    _check_callable(D, "D")
+    _check_process(process)
+
+    def v_model(x_p, t):
+        x, sig, s = _time_state(x_p, t, process)
+        x0_hat = D(x, sig.reshape(-1))
+        return s * (x - x0_hat) / sig - s * sig * x0_hat
+    return v_model
 
 
 def from_velocity_flow(v_model: Callable) -> Denoiser:
