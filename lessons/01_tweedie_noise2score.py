@@ -294,7 +294,7 @@ assert abs((post_mean - n2s)[-1].item() - 0.5 / (1 + b)) < 0.01           # half
 # $\mathrm{Gamma}(a+k,\ b+ky)$. Tweedie gives $1/\mathbb E[1/x\mid y] = (b+ky)/(a+k)$, *below* the
 # posterior mean $\mathbb E[x\mid y] = (b+ky)/(a+k-1)$ (harmonic vs arithmetic mean).
 #
-# *A misprint to be aware of (reference card 1, register item 17).* The talk's table prints the
+# *A misprint to be aware of (the exponential-family table of the talk).* The table prints the
 # estimator correctly, $\hat x = \beta y/((\alpha-1) - y\,l'(y))$, but lists the sufficient statistic as
 # $T(y) = [\log y, -y]$. With $\eta = [\alpha-1, -\beta/x]$ that would put $+\beta y/x$ in the exponent; carried
 # through Tweedie it gives $-k y/((k-1) - y\,l')$, the **negative** of the right answer (negative

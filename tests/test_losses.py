@@ -62,6 +62,26 @@ def test_dsm_excess_is_the_explicit_score_matching_loss(c_factor, shift):
     assert close_in_mean(other - best - SIGMA ** 2 * esm, 0.0)
 
 
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+def test_dsm_is_minimised_by_the_exact_score_of_a_gaussian_mixture(sigma):
+    """Non-Gaussian data: on a 3-component mixture the exact score of p_sigma (toy.GaussianMixture.score)
+    minimises DSM, and any other field costs exactly sigma^2 ESM (Vincent 2011), checked per sample."""
+    g = gen(7)
+    L = torch.randn(3, 2, 2, generator=g, dtype=F64)
+    gm = GaussianMixture(torch.tensor([0.5, 0.3, 0.2], dtype=F64), 2.5 * torch.randn(3, 2, generator=g, dtype=F64),
+                         L @ L.mT + 0.05 * torch.eye(2, dtype=F64))
+    x0, z = gm.sample(N, generator=g), torch.randn(N, 2, generator=g, dtype=F64)
+    exact = lambda x, s=None: gm.score(x, sigma)
+    best = losses.dsm_loss(exact, x0, sigma, z=z)
+    x = x0 + sigma * z
+    for other in (lambda x, s=None: gm.score(x, 1.3 * sigma),               # a neighbouring noise level
+                  lambda x, s=None: gm.score(x, sigma) + 0.2 * torch.tanh(x),   # a smooth perturbation
+                  lambda x, s=None: -(x - x0.mean(0)) / (x0.var(0) + sigma ** 2)):  # best single Gaussian
+        worse = losses.dsm_loss(other, x0, sigma, z=z)
+        assert float(worse.mean()) > float(best.mean())
+        assert close_in_mean(worse - best - sigma ** 2 * losses.esm_loss(other, x, exact(x)), 0.0)
+
+
 def test_denoiser_and_eps_forms_match_dsm():
     x0, z = gaussian_data()
     c = TAU ** 2 + SIGMA ** 2

@@ -152,8 +152,10 @@ def test_gamma_tweedie_is_one_over_posterior_mean_of_one_over_x():
         post_mean = _posterior_expectation(lambda w: 1 / w, prior_w, lik(yv), 1e-9, 60)
         assert abs(x_hat / inv_mean - 1) < 1e-6
         assert abs(x_hat / post_mean - 1) > 0.05                          # a different estimator
-        wrong_sign = k * yv / ((k - 1) + yv * score)                      # T(y) = [log y, -y] of the talk
-        assert abs(wrong_sign / inv_mean - 1) > 0.1
+        sign_slip = k * yv / ((k - 1) + yv * score)                       # + instead of - in the denominator
+        assert abs(sign_slip / inv_mean - 1) > 0.1
+        misprinted = -k * yv / ((k - 1) - yv * score)                     # T(y) = [log y, -y] of the talk
+        assert misprinted < 0 < x_hat
 
 
 # ------------------------------------------------------------------------------------ Exponential

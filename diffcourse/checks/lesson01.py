@@ -93,6 +93,10 @@ def _plus_sign(y, score, k):  # a sign slip in the denominator
     return k * y / ((k - 1) + y * score)
 
 
+def _misprinted_statistic(y, score, k):  # Tweedie with the talk's misprinted T(y) = [log y, -y]
+    return -k * y / ((k - 1) - y * score)
+
+
 def _no_k(y, score, k):
     return y / ((k - 1) - y * score)
 
@@ -102,8 +106,10 @@ def _alpha_not_minus_one(y, score, k):
 
 
 _GAMMA_MISTAKES = {
-    _plus_sign: "the denominator is (k - 1) - y * score: with T(y) = [log y, y] the score enters with a minus "
-                "sign (the talk's T(y) column is misprinted; its estimator column is right)",
+    _plus_sign: "the denominator is (k - 1) - y * score: the score enters with a minus sign",
+    _misprinted_statistic: "negative intensities: that is Tweedie with the misprinted statistic T(y) = [log y, -y] "
+                           "of the talk's table; the estimator needs T(y) = [log y, y] (its estimator column "
+                           "is right)",
     _no_k: "the numerator is beta * y = k * y",
     _alpha_not_minus_one: "the first natural parameter is alpha - 1 = k - 1 (from y^(alpha - 1))",
 }

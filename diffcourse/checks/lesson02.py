@@ -127,11 +127,22 @@ def _wrong_sign(x, sigma, weights, means, covs):
     return -_mixture_score(x, sigma, weights, means, covs)
 
 
+def _densities_not_logs(x, sigma, weights, means, covs):  # r_k from exp(log N_k): 0/0 far from the means
+    cov = covs + sigma ** 2 * torch.eye(means.shape[1], dtype=x.dtype)
+    diff = x[:, None, :] - means[None]
+    sol = torch.linalg.solve(cov[None], diff[..., None])[..., 0]
+    dens = weights * torch.exp(-0.5 * (diff * sol).sum(-1)) / torch.det(cov).sqrt()
+    r = dens / dens.sum(1, keepdim=True)
+    return -(r[..., None] * sol).sum(1)
+
+
 _MIXTURE_MISTAKES = {
     _clean_score: "the noisy marginal has covariances C_k + sigma^2 I: the noise adds sigma^2 to every component",
     _sigma_not_squared: "add the variance sigma^2 (not sigma) to each covariance",
     _prior_weights: "weight each component by its responsibility r_k(x) = w_k N_k(x) / p(x), not by w_k",
     _wrong_sign: "the score points towards the means: -(C_k + sigma^2 I)^-1 (x - mu_k)",
+    _densities_not_logs: "far from the means every density underflows to 0 and r_k = 0/0: compute the "
+                         "responsibilities from log-densities with torch.softmax (or logsumexp)",
 }
 
 
@@ -140,13 +151,17 @@ def check_mixture_score(fn):
     """fn(x, sigma, weights, means, covs) = grad_x log sum_k w_k N(x; mu_k, C_k + sigma^2 I), x (N, d)."""
     g = torch.Generator().manual_seed(2)
     gm = _mixture()
-    x = 3 * torch.randn(20, 2, generator=g, dtype=F64)
+    far = torch.tensor([[60.0, 60.0], [-80.0, 50.0]], dtype=F64)          # where densities underflow
+    x = torch.cat([3 * torch.randn(20, 2, generator=g, dtype=F64), far])
     for sigma in (0.3, 1.5):
         args = (x.clone(), sigma, gm.weights.clone(), gm.means.clone(), gm.covs.clone())
         out = fn(*args)
         assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
         assert out.shape == x.shape, f"the score has the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
         expected = gm.score(x, sigma)
+        assert bool(torch.isfinite(_value(out)).all()), (
+            "non-finite values far from the means, e.g. at x = (60, 60): "
+            + _MIXTURE_MISTAKES[_densities_not_logs])
         if not _same(out, expected):
             err = (_value(out).to(F64) - expected).abs().max().item()
             raise AssertionError(f"sigma = {sigma}: max error {err:.3g}" + _diagnose(out, args, _MIXTURE_MISTAKES))
@@ -184,12 +199,21 @@ def _gradient_not_projected(score, x, v):
     return _sum(Jv) + 0.5 * _sum(s ** 2)
 
 
+def _no_create_graph(score, x, v):  # right value, but the Jacobian term does not train the network
+    x = x.detach().requires_grad_(True)
+    s = score(x)
+    Jv = torch.autograd.grad(_sum(s * v).sum(), x)[0]
+    return _sum(Jv * v) + 0.5 * _sum(s ** 2)
+
+
 _SSM_MISTAKES = {
     _plain_ssm: "that is plain SSM with 1/2 (v.s)^2; the variance-reduced form replaces it by its mean over "
                 "v, 1/2 ||s||^2",
     _no_half: "the norm term is 1/2 ||s(x)||^2",
     _trace_sign: "the Jacobian term enters with a + sign: v^T (grad_x s) v estimates tr(grad_x s)",
     _gradient_not_projected: "after grad_x (v . s) = J^T v, take the inner product with v again: v^T J v",
+    _no_create_graph: "the value is right but the loss cannot train the network: pass create_graph=True to "
+                      "torch.autograd.grad so that v^T J v stays differentiable in the network's weights",
 }
 
 
@@ -197,7 +221,7 @@ _SSM_MISTAKES = {
 def check_ssm_vr(fn):
     """fn(score, x, v) = v^T grad_x s(x) v + 1/2 ||s(x)||^2 per sample, x and v (B, d), shape (B,)."""
     g = torch.Generator().manual_seed(3)
-    W = torch.randn(3, 3, generator=g, dtype=F64)
+    W = torch.randn(3, 3, generator=g, dtype=F64).requires_grad_(True)  # the "network's" weights
     score = lambda t: -torch.tanh(t @ W.T) - 0.5 * t ** 3                  # non-symmetric Jacobian
     for n in (4, 1):
         x = torch.randn(n, 3, generator=g, dtype=F64)
@@ -210,3 +234,13 @@ def check_ssm_vr(fn):
         if not _same(out, expected):
             raise AssertionError(f"B = {n}: expected {_fmt(expected)}, got {_fmt(out)}"
                                  + _diagnose(out, (score, x, v), _SSM_MISTAKES))
+        want = torch.autograd.grad(expected.sum(), W)[0]
+        assert out.requires_grad, ("the loss must stay differentiable in the network's weights (do not "
+                                   "detach it; use create_graph=True)")
+        hint = ("the value is right but its gradient in the network's weights is not: pass "
+                "create_graph=True to torch.autograd.grad so that v^T J v trains the network too")
+        try:
+            got = torch.autograd.grad(out.sum(), W, allow_unused=True)[0]
+        except RuntimeError as err:                      # the graph was freed by a grad without it
+            raise AssertionError(hint) from err
+        assert got is not None and torch.allclose(got, want, rtol=1e-6, atol=1e-9), hint

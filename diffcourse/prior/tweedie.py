@@ -17,8 +17,8 @@ Exponential    -l'(y)                      the posterior mean E[x | y], exactly
 =============  ==========================  =====================================================
 
 The Gamma row of the talk's table lists ``T(y) = [log y, -y]``; with ``eta = [alpha-1, -beta/x]``
-that has the wrong sign, and the estimator is derived here with ``T(y) = [log y, y]`` (reference
-card 1, register item 17).
+that has the wrong sign (carried through Tweedie it gives -k y / ((k-1) - y l'(y)) < 0), and the
+estimator is derived here with ``T(y) = [log y, y]``; the table's estimator column is right.
 """
 from __future__ import annotations
 
