@@ -108,7 +108,8 @@ def main() -> None:
                                            for s in ys])
         if Tomography is not None:
             tomo = Tomography(angles=angles.float(), img_width=N, circle=False)
-            methods["deepinv"] = (lambda: tomo.A(x), lambda: tomo.A_adjoint(tomo.A(x)))
+            y_dinv = tomo.A(x)                      # its own sinogram layout; AT timed on it alone
+            methods["deepinv"] = (lambda: tomo.A(x), lambda: tomo.A_adjoint(y_dinv))
         ref = None
         for name, (fa, fat) in methods.items():
             ta, tat = timeit(fa, args.repeats), timeit(fat, args.repeats)

@@ -151,3 +151,17 @@ def test_norm_matches_dense_matrix():
     M = op.A(torch.eye(64, dtype=F64).reshape(64, 1, 8, 8)).reshape(64, -1).T
     ref = torch.linalg.matrix_norm(M, ord=2)
     torch.testing.assert_close(op.norm(n_iter=500, generator=gen(9))[0], ref, rtol=1e-6, atol=0)
+
+
+def test_pinv_is_cgls_converging_to_the_dense_pseudo_inverse():
+    """No SVD for CT: pinv runs CGLS from 0, whose limit is A^+ y (minimum norm); at the default
+    100 iterations on an ill-conditioned sparse-view problem it is an early-stopped solution instead."""
+    op = Radon(12, sparse_view(6), dtype=F64)
+    M = op.A(torch.eye(144, dtype=F64).reshape(144, 1, 12, 12)).reshape(144, -1).T
+    y = torch.randn(2, 1, 6, op.n_detectors, generator=gen(10), dtype=F64)
+    ref = (torch.linalg.pinv(M) @ y.reshape(2, -1).T).T.reshape(2, 1, 12, 12)
+    x = op.pinv(y, tol=1e-14, max_iter=2000)
+    assert float((x - ref).norm() / ref.norm()) < 1e-6
+    early = op.pinv(y)                                                  # the documented default
+    assert float((early - ref).norm() / ref.norm()) > 1e-3
+    assert float(early.norm()) < float(ref.norm())                      # early stopping regularises

@@ -135,6 +135,8 @@ CASES = [
     ("quantized noise sigma", lambda: QuantizedNoise(Quantizer.sign(), -0.1), ValueError, "sigma_y"),
     ("quantized noise y shape", lambda: QuantizedNoise(Quantizer.sign(), 0.1).log_likelihood(
         torch.zeros(1, 2, dtype=torch.long), img(1, 3)), ValueError, "y"),
+    ("quantized noise float y", lambda: QuantizedNoise(Quantizer.sign(), 0.1).log_likelihood(
+        torch.zeros(1, 3), torch.zeros(1, 3)), TypeError, "y"),
 ]
 
 

@@ -135,7 +135,15 @@ class LinearOperator(nn.Module):
         return None
 
     def pinv(self, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
-        """Pseudo-inverse ``A^+ y``: through the SVD when there is one, else :meth:`pinv_cg`."""
+        """Pseudo-inverse ``A^+ y``: through the SVD when there is one, else :meth:`pinv_cg`.
+
+        Without an SVD (CT, multi-coil MRI, zero-padded blur) this is CGLS from 0 stopped after
+        ``max_iter`` iterations or at ``tol``: it converges to ``A^+ y``, but slowly on
+        ill-conditioned operators (sparse-view CT), and the default 100 iterations then return an
+        early-stopped, regularised least-squares solution (Landweber/CG semi-convergence; Hansen,
+        *Discrete Inverse Problems*, 2010, ch. 6), not ``A^+ y`` itself. Raise ``max_iter`` for the
+        pseudo-inverse proper.
+        """
         svd = self.svd()
         if svd is None:
             return self.pinv_cg(y, tol=tol, max_iter=max_iter)

@@ -146,6 +146,9 @@ class QuantizedNoise(nn.Module):
             raise ValueError(f"y must be a tensor of bin indices shaped like Ax "
                              f"{tuple(Ax.shape)}, got "
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise TypeError(f"y must hold integer bin indices (as QuantizedNoise.sample returns), got "
+                            f"dtype {y.dtype}")
         l, u = self.quantizer.bounds(y.to(Ax.device), dtype=Ax.dtype)
         s = self.sigma_y
         return log_normal_interval((l - Ax) / s, (u - Ax) / s).flatten(1).sum(1)
