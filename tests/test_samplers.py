@@ -5,8 +5,9 @@ from exact samples of p_{σ_max} (so only its own discretisation error is measur
   * component weights (nearest-mean assignment) within 0.04 of the truth (3.5 standard errors at N = 2000),
   * component means within 0.05 and covariance entries within 0.02 (about 3 standard errors),
   * a sliced Wasserstein-2 distance to a (10x larger) exact sample below twice the noise floor, the
-    mean SW of independent exact sets of the same size N (measured over 100 exact sets: twice the
-    mean lies above their 99th percentile, so an exact sampler passes).
+    mean SW of 100 independent exact sets of the same size N (twice that mean lies at about the 99th
+    percentile of the exact sets' own distances, so an exact sampler passes 99 times in 100;
+    ``test_exact_samples_pass_the_same_test`` measures that fraction).
 SBIM is the exception: its published form under-disperses, and that is asserted (card 11).
 """
 from __future__ import annotations
@@ -72,12 +73,22 @@ def mixture_errors(x: torch.Tensor) -> dict:
     }
 
 
+N_EXACT_SETS = 100
+
+
 @pytest.fixture(scope="module")
-def reference():
-    """Quantiles of a 10x larger exact set and the noise floor: the mean SW between 8 independent exact
-    sets of size N and that reference (the distance an exact sampler would show)."""
+def exact_sw():
+    """Quantiles of a 10x larger exact set, and the SW distances of 100 independent exact sets of size
+    N to that reference (the distances an exact sampler would show)."""
     ref_q = reference_quantiles(GM.sample(10 * N, gen(1)))
-    return ref_q, sum(sliced_w2(GM.sample(N, gen(100 + i)), ref_q) for i in range(8)) / 8
+    return ref_q, torch.tensor([sliced_w2(GM.sample(N, gen(100 + i)), ref_q) for i in range(N_EXACT_SETS)])
+
+
+@pytest.fixture(scope="module")
+def reference(exact_sw):
+    """The reference quantiles and the noise floor: the mean SW of the exact sets."""
+    ref_q, sw = exact_sw
+    return ref_q, sw.mean().item()
 
 
 def _cloud(D):
@@ -102,11 +113,13 @@ SAMPLERS = {
     "predictor_corrector": (lambda x, g: S.predictor_corrector(
         _cloud(GM.denoiser), x.reshape(1, -1), karras_sigmas(100, 0.002, SIGMA_MAX), generator=g).reshape(-1, 2),
         100, 200),
-    # Annealed Langevin fixes the mode weights slowly (weights freeze where the modes separate): with
-    # 10 levels x 30 steps the weight error is 0.03 and SW fails; 40 levels x 15 steps pass.
+    # Annealed Langevin fixes the mode weights slowly (weights freeze where the modes separate), and a
+    # fine ladder matters more than many steps per level: over 10 start/noise seeds, 10 levels x 30
+    # steps fail SW, 40 x 15 fail 1 in 10 (mean SW 0.066) and 80 x 10 pass all (mean SW 0.050, the
+    # exact sets' 0.052).
     "annealed_langevin": (lambda x, g: S.annealed_langevin(
-        GM.denoiser, x, ve_sigmas(40, 0.05, SIGMA_MAX, append_zero=False), eps=2e-3, n_steps_each=15,
-        generator=g), 40, 600),
+        GM.denoiser, x, ve_sigmas(80, 0.05, SIGMA_MAX, append_zero=False), eps=2e-3, n_steps_each=10,
+        generator=g), 80, 800),
 }
 
 
@@ -122,12 +135,14 @@ def test_sampler_reproduces_the_mixture(name, reference):
     assert sliced_w2(x, ref_q) < 2 * floor, (name, sliced_w2(x, ref_q), floor)
 
 
-def test_exact_samples_pass_the_same_test(reference):
-    """The tolerances hold for exact samples of the same size (they are not tighter than the noise)."""
-    err = mixture_errors(GM.sample(N, gen(9)))
-    assert err["weight"] < 0.04 and err["mean"] < 0.05 and err["cov"] < 0.02, err
-    ref_q, floor = reference
-    assert sliced_w2(GM.sample(N, gen(10)), ref_q) < 2 * floor
+def test_exact_samples_pass_the_same_test(exact_sw):
+    """The tolerances hold for exact samples of the same size (they are not tighter than the noise):
+    the moment checks on 20 exact sets, the SW threshold for at least 97 of the 100 exact sets."""
+    for seed in range(20):
+        err = mixture_errors(GM.sample(N, gen(300 + seed)))
+        assert err["weight"] < 0.04 and err["mean"] < 0.05 and err["cov"] < 0.02, (seed, err)
+    _, sw = exact_sw
+    assert float((sw >= 2 * sw.mean()).float().mean()) <= 0.03, sw.sort().values[-5:]
 
 
 def test_too_few_steps_fail_the_test(reference):
