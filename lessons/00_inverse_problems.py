@@ -35,9 +35,13 @@ import torch
 
 from diffcourse.metrics import psnr, ssim
 from diffcourse.phantoms import head, rgb_images
-from diffcourse.physics.ct import Radon, hann_window, sparse_view
-from diffcourse.physics.mri import SingleCoilMRI, variable_density_mask
-from diffcourse.physics.nonlinear import PhaseRetrieval
+from diffcourse.physics.blur import motion_kernel
+from diffcourse.physics.ct import Radon, hann_window, limited_angle, sparse_view
+from diffcourse.physics.masks import cartesian_mask
+from diffcourse.physics.mri import (MultiCoilMRI, SingleCoilMRI, coil_sensitivities, ifft2c, rss,
+                                    variable_density_mask)
+from diffcourse.physics.noise import PoissonNoise
+from diffcourse.physics.nonlinear import NeuralBlur, PhaseRetrieval, Quantizer
 from diffcourse.physics.operators import (Blur, Colorize, Downsample, GaussianCS, Identity, Inpaint,
                                           gaussian_kernel, random_mask)
 from diffcourse.posterior.classical import admm_l1, admm_tv, least_squares, tikhonov
@@ -160,6 +164,61 @@ print("max |y(x) - y(-x)|         =", (pr.A(x) - pr.A(-x)).abs().max().item())
 print("max |y(x) - y(rot180 x)|   =", (pr.A(x) - pr.A(flipped)).abs().max().item())
 assert torch.allclose(pr.A(x), pr.A(-x)) and torch.allclose(pr.A(x), pr.A(flipped), atol=1e-4)
 assert (x - flipped).abs().max() > 0.5  # ... although the images differ
+
+# %% [markdown]
+# **More forward models that later lessons use.** The same interface covers the harder variants:
+#
+# * **motion blur** (lesson 12, BlindDPS): a random camera-shake kernel instead of a Gaussian;
+# * **limited-angle CT**: 60 views, but only over $[0°, 120°)$ — a whole wedge of Fourier space is
+#   missing (Fourier-slice theorem), so edges perpendicular to the missing directions vanish;
+# * **multi-coil MRI** (lesson 14): $y_i = P F S_i x$ for coils $i = 1..n_c$ with smooth
+#   sensitivities normalised so that $\sum_i |S_i|^2 = 1$; then $\sum_i \bar S_i S_i x = x$;
+# * **Poisson noise** (low-dose CT, photon counting): $y \sim \mathrm{Poisson}(\zeta\,Ax)/\zeta$, whose
+#   variance $Ax/\zeta$ grows with the signal;
+# * **1-bit quantization** (lesson 11, QCS-SGM): $y = \operatorname{sign}(Ax + n)$ keeps no scale at all;
+# * a **nonlinear blur**: a fixed, seeded two-layer CNN (`NeuralBlur`), our offline stand-in for
+#   the learned blur of the DPS paper; $A(2x) \ne 2A(x)$.
+
+# %%
+mc_mask = cartesian_mask(64, 4, 0.08, generator=gen(4))
+S = coil_sensitivities(4, 64)
+mc = MultiCoilMRI(mc_mask, S)
+y_mc = mc.A(x)                                                      # (1, 4, 64, 64) complex
+coil_images = ifft2c(y_mc)                                          # aliased coil images
+full = MultiCoilMRI(torch.ones(64, 64), S)
+assert torch.allclose(full.AT(full.A(x)).real, x, atol=1e-5)        # sum_i conj(S_i) S_i x = x
+
+radon_full, radon_wedge = Radon(64, sparse_view(60)), Radon(64, limited_angle(60, 120.0))
+fbp_full = radon_full.fbp(radon_full.A(x), window=hann_window)
+fbp_wedge = radon_wedge.fbp(radon_wedge.A(x), window=hann_window)
+p_full, p_wedge = psnr(fbp_full, x).item(), psnr(fbp_wedge, x).item()
+print(f"FBP, 60 views over 180 deg: {p_full:.1f} dB   over 120 deg: {p_wedge:.1f} dB")
+assert p_full > p_wedge + 2                                         # the missing wedge costs
+
+poisson = PoissonNoise(scale=20.0)                                  # about 10 counts at intensity 0.5
+y_pois = poisson.sample(x, generator=gen(5))
+tissue = (x > 0.3) & (x < 0.6)
+var_ratio = (y_pois - x)[tissue].var() / (x[tissue].mean() / 20.0)
+print(f"Poisson: empirical variance / (mean / zeta) in tissue = {var_ratio:.2f}")
+assert 0.8 < var_ratio < 1.2                                        # variance = mean / zeta
+
+cs = GaussianCS((1, 64, 64), 1024, generator=gen(6))
+sign = Quantizer.sign()
+assert torch.equal(sign.A(cs.A(x)), sign.A(cs.A(3 * x)))            # 1-bit data forget the scale
+
+nb = NeuralBlur(seed=0)
+y_nb = nb.A(x)
+assert (nb.A(2 * x) - 2 * y_nb).abs().max() > 0.05                  # not linear
+
+fig, axes = plt.subplots(1, 6, figsize=(13.5, 2.6))
+show(axes[0], Blur(motion_kernel(9, gen(7))).A(x), "motion blur")
+show(axes[1], fbp_wedge.clamp(0, 1), f"FBP, 120° wedge ({p_wedge:.1f} dB)")
+show(axes[2], coil_images[0, 0].abs()[None, None] / coil_images.abs().max(), "coil 1 image (R = 4)")
+show(axes[3], rss(coil_images) / rss(coil_images).max(), "RSS of 4 aliased coils")
+show(axes[4], y_pois.clamp(0, 1), "Poisson, zeta = 20")
+show(axes[5], y_nb, "nonlinear (CNN) blur")
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## 2. Ill-posedness
