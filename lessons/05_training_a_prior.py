@@ -150,7 +150,8 @@ assert max(err_eps, err_score, err_v) < 1e-4
 #
 # which averages out the noise of the last steps of stochastic gradient descent; the EMA weights
 # are the ones we sample with (Song & Ermon 2020, "Improved techniques", technique 5; Karras et al.
-# 2022). The `tiny` preset trains a 32×32 model for 100 steps — about fifteen seconds on a laptop CPU.
+# 2022). The `tiny` preset trains a 32×32 model (0.27 M parameters) for 600 steps of 8 phantoms —
+# about forty seconds on a laptop CPU.
 
 # %%
 tiny = PRESETS["tiny"]
@@ -166,10 +167,10 @@ plt.xlabel("step"); plt.ylabel("EDM loss"); plt.legend(); plt.title("training th
 plt.show()
 first, last = losses[:15].mean().item(), losses[-15:].mean().item()
 print(f"mean loss of the first 15 steps {first:.3f}, of the last 15 {last:.3f}")
-assert last < 0.6 * first, "the loss should fall by at least 40% in 100 steps"
+assert last < 0.3 * first, "the loss should fall by at least 70% in 600 steps"
 
 # %% [markdown]
-# Even this tiny model denoises — it has learned something about phantoms in a few seconds:
+# Even this tiny model denoises well — it has learned a good deal about phantoms in under a minute:
 
 # %%
 x_small = phantoms.head(4, 32, generator=torch.Generator().manual_seed(7))
@@ -177,7 +178,7 @@ noisy = x_small + 0.2 * torch.randn(x_small.shape, generator=g)
 with torch.no_grad():
     den = tiny_D(noisy, 0.2)
 print(f"noisy {metrics.psnr(noisy, x_small).mean():.1f} dB -> tiny denoiser {metrics.psnr(den, x_small).mean():.1f} dB")
-assert (metrics.psnr(den, x_small) > metrics.psnr(noisy, x_small) + 3).all()
+assert (metrics.psnr(den, x_small) > metrics.psnr(noisy, x_small) + 10).all()
 show_images(torch.cat([x_small, noisy.clamp(0, 1), den.clamp(0, 1)]), ncols=4, size=1.6)
 plt.suptitle("rows: clean, noisy (σ = 0.2), tiny denoiser")
 plt.show()
@@ -254,19 +255,20 @@ assert sig01[5] - sig01[4] >= 11.0, "Tweedie gain at σ = 0.1"
 assert sig02[5] - sig02[6] >= 3.0 and sig05[5] - sig05[6] >= 3.0, "margin over TV at σ = 0.2 and 0.5"
 
 # %% [markdown]
-# **Unconditional samples.** Finally the prior as a generative model: Heun's method on the
-# probability-flow ODE (lesson 04) with 25 steps on the EDM time grid ($\rho = 7$), i.e. 49 network
-# evaluations from $\sigma_\text{max} = 80$ to 0. The samples should look like phantoms: a skull, tissue
-# and dark ventricles or ellipses — not necessarily any phantom we have seen.
+# **Unconditional samples.** Finally the prior as a generative model: 100 steps of ancestral
+# DDPM sampling (lesson 04) on the EDM time grid ($\rho = 7$), i.e. 100 network evaluations from
+# $\sigma_\text{max} = 80$ to 0 (about half a minute on a laptop CPU for 16 images). The samples should look
+# like phantoms: a skull, tissue and dark ventricles, or random ellipses — not necessarily any
+# phantom we have seen.
 
 # %%
 g_s = torch.Generator().manual_seed(3)
-sig = karras_sigmas(25, 0.002, 80.0)
-x_T = samplers.prior_sample_init((8, 1, 64, 64), 80.0, generator=g_s)
+sig = karras_sigmas(100, 0.002, 80.0)
+x_T = samplers.prior_sample_init((16, 1, 64, 64), 80.0, generator=g_s)
 with torch.no_grad():
-    samples = samplers.heun(D, x_T, sig)
+    samples = samplers.ddpm(D, x_T, sig, generator=g_s)
 show_images(samples.clamp(0, 1), ncols=8, size=1.6)
-plt.suptitle("unconditional samples of phantom64 (Heun, 49 evaluations)")
+plt.suptitle("unconditional samples of phantom64 (DDPM, 100 steps)")
 plt.show()
 
 # %% [markdown]

@@ -72,3 +72,27 @@ def test_export_records_provenance(tmp_path):
     assert meta["final_loss"] > 0
     weights = torch.load(tmp_path / "w" / "tiny.pt", weights_only=True)
     assert set(weights) == set(train(TINY, tmp_path / "run")[0].state_dict())
+
+
+def test_command_line_trains_resumes_and_exports(tmp_path, capsys):
+    """`python -m diffcourse.prior.train --preset tiny ...`: the checkpoint records the settings, the
+    revision and the final loss; a second call resumes to more steps; the printed loss is the mean of
+    the steps actually taken."""
+    from diffcourse.prior.train import final_loss, main
+
+    run, out = tmp_path / "run", tmp_path / "w" / "tiny.pt"
+    main(["--preset", "tiny", "--run-dir", str(run), "--steps", "5"])
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 5 and saved["config"]["lr"] == PRESETS["tiny"].lr and "revision" in saved
+    assert saved["final_loss"] == final_loss(saved["losses"]) == sum(saved["losses"]) / 5
+    assert f"mean loss of the last 5 steps {saved['final_loss']:.4f}" in capsys.readouterr().out
+    main(["--preset", "tiny", "--run-dir", str(run), "--steps", "8", "--export", str(out)])
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["steps"] == 8 and "--preset tiny --steps 8" in meta["command"]
+    assert meta["final_loss"] == torch.load(run / "checkpoint.pt", weights_only=True)["final_loss"]
+
+
+def test_training_leaves_the_global_random_state_alone():
+    before = torch.random.get_rng_state()
+    train(dataclasses.replace(TINY, steps=1), None)
+    assert torch.equal(torch.random.get_rng_state(), before)
