@@ -151,6 +151,11 @@ class VPCosine(_VPScale):
         t = _tensor(t, "t")
         return self._f(t) / self._f(torch.zeros_like(t))
 
+    def beta(self, t) -> torch.Tensor:
+        """beta(t) = -d/dt log abar(t) = pi/(1 + offset) tan(pi/2 (t + offset)/(1 + offset))."""
+        u = 0.5 * math.pi * (_tensor(t, "t") + self.offset) / (1 + self.offset)
+        return math.pi / (1 + self.offset) * torch.tan(u)
+
     def t_of_sigma(self, sigma) -> torch.Tensor:
         abar = alpha_bar_from_sigma(sigma)
         f0 = math.cos(0.5 * math.pi * self.offset / (1 + self.offset)) ** 2
