@@ -22,14 +22,27 @@ import torch
 __all__ = ["ellipses", "shepp_logan", "head", "head_volume", "rgb_images", "HEAD_Z_RANGE"]
 
 
+def _check_int(value, name: str, minimum: int):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
 def _check_count(n, name="n"):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{name} must be a positive int, got {n!r}")
+    _check_int(n, name, 1)
 
 
 def _check_size(size, name="size", minimum=8):
-    if not isinstance(size, int) or isinstance(size, bool) or size < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {size!r}")
+    _check_int(size, name, minimum)
+
+
+def _check_z_range(z_range):
+    ok = isinstance(z_range, (tuple, list)) and len(z_range) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in z_range)
+    if not ok or not -1 < z_range[0] <= z_range[1] < 1:
+        raise ValueError(f"z_range must be a pair (low, high) with -1 < low <= high < 1 (heights in the "
+                         f"head, whose top and bottom are at -1 and 1), got {z_range!r}")
 
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,6 +230,7 @@ def head(n: int, size: int, generator: torch.Generator | None = None, *,
     """
     _check_count(n)
     _check_size(size)
+    _check_z_range(z_range)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
     out = []
@@ -240,6 +254,7 @@ def head_volume(n: int, size: int, depth: int, generator: torch.Generator | None
     _check_count(n)
     _check_size(size)
     _check_size(depth, "depth", minimum=1)
+    _check_z_range(z_range)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
     zs = torch.linspace(z_range[0], z_range[1], depth, dtype=torch.float64)

@@ -61,12 +61,15 @@ def test_rgb_images():
     assert (x[:, 0] - x[:, 1]).abs().mean() > 0.01                        # really coloured
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: phantoms.ellipses(0, 32), "n"),
-    (lambda: phantoms.head(2, 4), "size"),
-    (lambda: phantoms.head(2.5, 32), "n"),
-    (lambda: phantoms.head_volume(1, 32, 0), "depth"),
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: phantoms.ellipses(0, 32), ValueError, "n"),
+    (lambda: phantoms.head(2, 4), ValueError, "size"),
+    (lambda: phantoms.head(2.5, 32), TypeError, "n"),
+    (lambda: phantoms.ellipses(2, 32.0), TypeError, "size"),
+    (lambda: phantoms.head_volume(1, 32, 0), ValueError, "depth"),
+    (lambda: phantoms.head(2, 32, z_range=(0.5, -0.5)), ValueError, "z_range"),
+    (lambda: phantoms.head_volume(1, 32, 4, z_range=(-1.5, 0.0)), ValueError, "z_range"),
 ])
-def test_bad_input(call, name):
-    with pytest.raises(ValueError, match=name):
+def test_bad_input(call, error, name):
+    with pytest.raises(error, match=rf"^{name} must"):
         call()
