@@ -19,6 +19,8 @@ __all__ = [
     "check_same_device",
     "as_sigma",
     "check_finite",
+    "check_int",
+    "check_mask",
 ]
 
 
@@ -116,3 +118,24 @@ def check_finite(x: torch.Tensor, where: str, hint: str = "") -> torch.Tensor:
             msg += f"; {hint}"
         raise FloatingPointError(msg)
     return x
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_mask(mask, name: str = "mask") -> torch.Tensor:
+    """Raise unless ``mask`` is a (H, W) or (B|1, C|1, H, W) tensor of zeros and ones; -> float."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        mask = mask.to(torch.get_default_dtype())
+    check_tensor(mask, name, ndim=(2, 4))
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{name} must contain only zeros and ones")
+    return mask if mask.ndim == 4 else mask[None, None]

@@ -15,10 +15,11 @@ from .._validate import check_image, check_tensor
 from .blur import Blur, ValidBlur, ZeroBlur, gaussian_kernel, motion_kernel
 from .cs import GaussianCS, SubsampledDCT, SubsampledHadamard
 from .linear import SVD, LinearOperator, check_int, check_mask
+from .matrix import Matrix
 
 __all__ = ["LinearOperator", "SVD", "Identity", "Inpaint", "random_mask", "box_mask", "Downsample",
            "Colorize", "Blur", "ZeroBlur", "ValidBlur", "gaussian_kernel", "motion_kernel",
-           "GaussianCS", "SubsampledDCT", "SubsampledHadamard"]
+           "GaussianCS", "SubsampledDCT", "SubsampledHadamard", "Matrix"]
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
