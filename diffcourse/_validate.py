@@ -21,6 +21,7 @@ __all__ = [
     "check_finite",
     "check_int",
     "check_mask",
+    "check_op",
 ]
 
 
@@ -139,3 +140,10 @@ def check_mask(mask, name: str = "mask") -> torch.Tensor:
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(f"{name} must contain only zeros and ones")
     return mask if mask.ndim == 4 else mask[None, None]
+
+
+def check_op(op, name: str = "op"):
+    """Raise unless ``op`` is a linear operator: an object with callable methods ``A`` and ``AT``."""
+    if not (callable(getattr(op, "A", None)) and callable(getattr(op, "AT", None))):
+        raise TypeError(f"{name} must be a linear operator with methods A(x) and AT(y), got {type(op).__name__}")
+    return op

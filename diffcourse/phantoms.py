@@ -19,22 +19,9 @@ import math
 
 import torch
 
+from ._validate import check_int
+
 __all__ = ["ellipses", "shepp_logan", "head", "head_volume", "rgb_images", "HEAD_Z_RANGE"]
-
-
-def _check_int(value, name: str, minimum: int):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_count(n, name="n"):
-    _check_int(n, name, 1)
-
-
-def _check_size(size, name="size", minimum=8):
-    _check_int(size, name, minimum)
 
 
 def _check_z_range(z_range):
@@ -100,8 +87,8 @@ def ellipses(n: int, size: int, generator: torch.Generator | None = None, *,
     >>> x.shape, bool(x.min() >= 0), bool(x.max() <= 1)
     (torch.Size([2, 1, 32, 32]), True, True)
     """
-    _check_count(n)
-    _check_size(size)
+    check_int(n, "n")
+    check_int(size, "size", 8)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
     soft = 1.0 / size if antialias else 0.0
@@ -131,7 +118,7 @@ def shepp_logan(size: int) -> torch.Tensor:
     >>> shepp_logan(64).shape
     torch.Size([1, 1, 64, 64])
     """
-    _check_size(size)
+    check_int(size, "size", 8)
     X, Y = _grid(size)
     img = torch.zeros_like(X)
     for value, a, b, x0, y0, phi in _SHEPP_LOGAN:
@@ -228,8 +215,8 @@ def head(n: int, size: int, generator: torch.Generator | None = None, *,
     >>> x.shape, bool(x.max() <= 1)
     (torch.Size([3, 1, 64, 64]), True)
     """
-    _check_count(n)
-    _check_size(size)
+    check_int(n, "n")
+    check_int(size, "size", 8)
     _check_z_range(z_range)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
@@ -251,9 +238,9 @@ def head_volume(n: int, size: int, depth: int, generator: torch.Generator | None
     >>> v.shape
     torch.Size([1, 1, 8, 32, 32])
     """
-    _check_count(n)
-    _check_size(size)
-    _check_size(depth, "depth", minimum=1)
+    check_int(n, "n")
+    check_int(size, "size", 8)
+    check_int(depth, "depth")
     _check_z_range(z_range)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
@@ -270,8 +257,8 @@ def rgb_images(n: int, size: int, generator: torch.Generator | None = None) -> t
     >>> rgb_images(2, 32).shape
     torch.Size([2, 3, 32, 32])
     """
-    _check_count(n)
-    _check_size(size)
+    check_int(n, "n")
+    check_int(size, "size", 8)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     X, Y = _grid(size)
     out = []

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from diffcourse._validate import check_positive, check_tensor
+from diffcourse._validate import check_int, check_positive, check_tensor
 
 __all__ = ["show_images", "plot_score_field", "plot_density"]
 
@@ -89,9 +89,8 @@ def plot_score_field(score_fn: Callable[[torch.Tensor], torch.Tensor], xlim=(-3.
     >>> ax.collections[0].U.shape
     (25,)
     """
-    if int(n) < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n}")
-    points, gx, gy = _grid(xlim, ylim, int(n), dtype)
+    check_int(n, "n", 2)
+    points, gx, gy = _grid(xlim, ylim, n, dtype)
     with torch.no_grad():
         field = score_fn(points)
     check_tensor(field, "score_fn(x)", ndim=2)
@@ -121,10 +120,9 @@ def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], xlim=(-3.0, 3
     >>> len(ax.collections) > 0
     True
     """
-    if int(n) < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n}")
+    check_int(n, "n", 2)
     check_positive(levels, "levels")
-    points, gx, gy = _grid(xlim, ylim, int(n), dtype)
+    points, gx, gy = _grid(xlim, ylim, n, dtype)
     with torch.no_grad():
         logp = log_prob(points)
     check_tensor(logp, "log_prob(x)", ndim=1)

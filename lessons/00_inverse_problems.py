@@ -250,7 +250,7 @@ sr, _, _ = tasks["super-resolution x4"]
 ct, _, _ = tasks["sparse-view CT (20 views)"]
 parts = {}
 for name, op in [("inpainting", inpaint), ("super-resolution x4", sr), ("sparse-view CT", ct)]:
-    x_mn = op.pinv(op.A(x)) if name != "sparse-view CT" else least_squares(op, op.A(x), iters=300, tol=1e-7)
+    x_mn = op.pinv(op.A(x)) if name != "sparse-view CT" else least_squares(op, op.A(x), n_iter=300, tol=1e-7)
     x_null = x - x_mn
     seen = (op.A(x_null).norm() / op.A(x).norm()).item()
     parts[name] = (x_mn, x_null)
@@ -289,7 +289,7 @@ blur, _, _ = tasks["deblurring"]
 y_blur = measured["deblurring"]
 s = blur.svd(x).s.flatten().sort(descending=True).values
 x_pinv = blur.pinv(y_blur)
-x_tik = tikhonov(blur, y_blur, lam=0.02, iters=100)
+x_tik = tikhonov(blur, y_blur, lam=0.02, n_iter=100)
 scores = {"y (blurred, noisy)": psnr(y_blur, x).item(), "A+ y": psnr(x_pinv, x).item(),
           "Tikhonov": psnr(x_tik, x).item()}
 print({k: round(v, 1) for k, v in scores.items()}, " smallest singular value", f"{s[-1].item():.1e}")
@@ -348,7 +348,7 @@ spots.view(-1)[where] = 0.5 + 0.5 * torch.rand(k_spots, generator=gen(5))
 cs = GaussianCS((1, n_side, n_side), 96, generator=gen(6))
 y_cs = measure(cs, spots, 0.005, seed=7)
 x_mn_cs = least_squares(cs, y_cs)
-x_l1 = admm_l1(cs, y_cs, lam=0.01, rho=0.5, iters=150, cg_iters=5)
+x_l1 = admm_l1(cs, y_cs, lam=0.01, rho=0.5, n_iter=150, n_iter_cg=5)
 err = {name: ((v - spots).norm() / spots.norm()).item() for name, v in
        [("minimum norm", x_mn_cs), ("l1 (sparsity)", x_l1)]}
 print({k: round(v, 3) for k, v in err.items()})
@@ -376,13 +376,13 @@ assert err["l1 (sparsity)"] < 0.2 * err["minimum norm"]
 y_ct = measured["sparse-view CT (20 views)"]
 recon_ct = {
     "FBP (Hann)": ct.fbp(y_ct, window=hann_window),
-    "least squares (30 CG)": least_squares(ct, y_ct, iters=30),
-    "Tikhonov": tikhonov(ct, y_ct, lam=5.0, iters=30),
-    "ADMM-TV": admm_tv(ct, y_ct, lam=0.3, rho=10.0, iters=50),
+    "least squares (30 CG)": least_squares(ct, y_ct, n_iter=30),
+    "Tikhonov": tikhonov(ct, y_ct, lam=5.0, n_iter=30),
+    "ADMM-TV": admm_tv(ct, y_ct, lam=0.3, rho=10.0, n_iter=50),
 }
 mri, _, _ = tasks["CS-MRI x4"]
 y_mri = measured["CS-MRI x4"]
-recon_mri = {"zero-filled": mri.AT(y_mri), "ADMM-TV": admm_tv(mri, y_mri, lam=0.003, rho=0.1, iters=50)}
+recon_mri = {"zero-filled": mri.AT(y_mri), "ADMM-TV": admm_tv(mri, y_mri, lam=0.003, rho=0.1, n_iter=50)}
 
 table = {}
 fig, axes = plt.subplots(1, 6, figsize=(15, 3.3))
@@ -412,7 +412,7 @@ assert table["CT: ADMM-TV"][0] > max(table["CT: least squares (30 CG)"][0], tabl
 
 # %%
 y_den = measured["denoising"]
-x_tv, lam_best = tv_denoise_tuned(y_den, x, [0.02, 0.05, 0.08, 0.12, 0.2], iters=100)
+x_tv, lam_best = tv_denoise_tuned(y_den, x, [0.02, 0.05, 0.08, 0.12, 0.2], n_iter=100)
 brain = ((x > 0.35) & (x < 0.65))[0, 0]
 brain[1:-1, 1:-1] &= brain[:-2, 1:-1] & brain[2:, 1:-1] & brain[1:-1, :-2] & brain[1:-1, 2:]
 

@@ -238,14 +238,14 @@ for row, sigma in enumerate([0.2, 1.0]):
     for col, (name, field) in enumerate([("exact", lambda v: mixture.score(v, sigma)),
                                           ("learned", lambda v: net.score(v.float(), sigma))]):
         ax = axes[row, col]
-        plot_density(lambda v: mixture.log_prob(v, sigma), lim, lim, n=80, ax=ax, cmap="Greys")
+        plot_density(lambda v: mixture.log_prob(v, sigma=sigma), lim, lim, n=80, ax=ax, cmap="Greys")
         plot_score_field(field, lim, lim, n=17, ax=ax, normalize=True, cmap="viridis")
         ax.set_title(f"{name} score, sigma = {sigma}")
     with torch.no_grad():
         exact_s, learned_s = mixture.score(grid, sigma), net.score(grid, sigma)
     rel = ((learned_s - exact_s).norm(dim=1) / exact_s.norm(dim=1)).reshape(41, 41)
     shown = axes[row, 2].imshow(rel.log10().numpy(), origin="lower", extent=(*lim, *lim), vmin=-2, vmax=0.5)
-    axes[row, 2].contour(xs.numpy(), xs.numpy(), mixture.log_prob(grid, sigma).exp().reshape(41, 41).numpy(),
+    axes[row, 2].contour(xs.numpy(), xs.numpy(), mixture.log_prob(grid, sigma=sigma).exp().reshape(41, 41).numpy(),
                          levels=4, colors="w", linewidths=0.7)
     axes[row, 2].set_title(f"log10 relative error, sigma = {sigma}")
     fig.colorbar(shown, ax=axes[row, 2], fraction=0.046)
@@ -273,7 +273,7 @@ def rel_err(points, sigma):
 errors = {}
 for sigma in (0.2, 0.5, 1.0):
     noisy = x_data + sigma * torch.randn(x_data.shape, generator=gen)
-    log_p = mixture.log_prob(grid, sigma)
+    log_p = mixture.log_prob(grid, sigma=sigma)
     low = grid[log_p < log_p.max() - math.log(1e3)]
     errors[sigma] = (rel_err(noisy, sigma), rel_err(low, sigma))
     print(f"sigma = {sigma}: relative error {errors[sigma][0]:.3f} on the data, {errors[sigma][1]:.3f} "

@@ -166,7 +166,7 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 for ax, sigma in zip(axes, (0.0, 3.0)):
     S = p.score(qgrid, sigma)
     S = S / S.norm(dim=1, keepdim=True).clamp_min(1e-12)     # directions only
-    ax.contourf(X, Y, p.log_prob(grid, sigma).reshape(X.shape).clamp_min(-40), levels=20, cmap="Blues")
+    ax.contourf(X, Y, p.log_prob(grid, sigma=sigma).reshape(X.shape).clamp_min(-40), levels=20, cmap="Blues")
     ax.quiver(QX.flatten(), QY.flatten(), S[:, 0], S[:, 1], color="k", width=0.004)
     ax.set_title(rf"score directions and $\log p_\sigma$, $\sigma$ = {sigma:g}")
     ax.set_aspect("equal")

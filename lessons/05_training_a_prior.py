@@ -232,7 +232,7 @@ for sigma in (0.1, 0.2, 0.5):
     with torch.no_grad():
         d = D(y, sigma)
     tv_grid = [0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2]
-    tv, lam = tv_denoise_tuned(y, x_test, tv_grid, iters=100)
+    tv, lam = tv_denoise_tuned(y, x_test, tv_grid, n_iter=100)
     assert lam.max() < tv_grid[-1], "the best TV weight must lie inside the grid (else widen it)"
     rows.append((sigma, y, d, tv, metrics.psnr(y, x_test).mean().item(), metrics.psnr(d, x_test).mean().item(),
                  metrics.psnr(tv, x_test).mean().item()))

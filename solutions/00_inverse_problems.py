@@ -93,18 +93,18 @@ plt.show()
 #
 # * `grad_2d(x)`: (B, C, H, W) -> (B, 2, C, H, W), and its adjoint `grad_2d_T(p)`;
 # * `group_shrink(v, kappa, dim=1)`: the shrinkage above, over dim 1;
-# * `cg(M, b, x0=..., iters=..., tol=0.0)`: conjugate gradients for $Mx = b$, with `M` a function.
+# * `cg(M, b, x0=..., n_iter=..., tol=0.0)`: conjugate gradients for $Mx = b$, with `M` a function.
 #
-# Solve the $x$-step with `cg_iters` CG iterations warm-started at the current `x`, and return the
+# Solve the $x$-step with `n_iter_cg` CG iterations warm-started at the current `x`, and return the
 # new `(x, z, u)`. Use the new $x$ in the $z$- and $u$-steps.
 
 # %%
-def admm_tv_step(op, y, x, z, u, lam, rho, cg_iters=50):
+def admm_tv_step(op, y, x, z, u, lam, rho, n_iter_cg=50):
     """One ADMM-TV iteration; x (B, C, H, W), z and u (B, 2, C, H, W) -> new (x, z, u)."""
     ### BEGIN SOLUTION
     normal = lambda v: op.AT(op.A(v)) + rho * grad_2d_T(grad_2d(v))
     rhs = op.AT(y) + rho * grad_2d_T(z - u)
-    x = cg(normal, rhs, x0=x, iters=cg_iters, tol=0.0)
+    x = cg(normal, rhs, x0=x, n_iter=n_iter_cg, tol=0.0)
     Dx = grad_2d(x)
     z = group_shrink(Dx + u, lam / rho, dim=1)
     u = u + Dx - z
@@ -131,7 +131,7 @@ lam, rho = 0.02, 0.5
 x_k, z_k, u_k = y.clone(), grad_2d(y), torch.zeros_like(grad_2d(y))
 objective = []
 for _ in range(60):
-    x_k, z_k, u_k = admm_step(inpaint, y, x_k, z_k, u_k, lam=lam, rho=rho, cg_iters=5)
+    x_k, z_k, u_k = admm_step(inpaint, y, x_k, z_k, u_k, lam=lam, rho=rho, n_iter_cg=5)
     objective.append((0.5 * (inpaint.A(x_k) - y).square().sum() + lam * tv(x_k).sum()).item())
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3))

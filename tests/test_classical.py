@@ -14,11 +14,9 @@ from diffcourse.posterior.classical import (SliceWise, admm_l1, admm_step, admm_
 from diffcourse.posterior.tv import (diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold,
                                      tv, tv_denoise, tv_denoise_tuned)
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 class Dense:
@@ -53,7 +51,7 @@ def test_cg_matches_dense_solve_per_sample():
     G = torch.randn(n, n, generator=gen(0), dtype=F64)
     Q = G @ G.T + 0.5 * torch.eye(n, dtype=F64)
     b = torch.randn(3, n, generator=gen(1), dtype=F64)
-    x = cg(lambda v: v @ Q, b, iters=200, tol=1e-12)
+    x = cg(lambda v: v @ Q, b, n_iter=200, tol=1e-12)
     assert torch.allclose(x, solve(Q, b), atol=1e-9)
 
 
@@ -65,12 +63,12 @@ def test_cg_stops_per_sample_and_batches_do_not_interact():
     hard = torch.randn(1, n, generator=gen(2), dtype=F64)
     calls = []
     M = lambda v: calls.append(v.shape[0]) or v @ Q
-    both = cg(M, torch.cat([easy, hard]), iters=5, tol=1e-10)
+    both = cg(M, torch.cat([easy, hard]), n_iter=5, tol=1e-10)
     assert torch.allclose(both[0], easy[0] / 4.0, atol=1e-14)  # exact, then frozen
     for i, b in enumerate([easy, hard]):
-        assert torch.equal(both[i:i + 1], cg(M, b, iters=5, tol=1e-10))
+        assert torch.equal(both[i:i + 1], cg(M, b, n_iter=5, tol=1e-10))
     calls.clear()
-    cg(M, easy, iters=50, tol=1e-10)
+    cg(M, easy, n_iter=50, tol=1e-10)
     assert len(calls) == 1  # stopped as soon as the residual vanished
 
 
@@ -78,8 +76,8 @@ def test_cg_from_the_solution_does_not_move_and_handles_zero_rhs():
     Q = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=F64)
     b = torch.tensor([[1.0, -1.0], [0.0, 0.0]], dtype=F64)
     x_star = solve(Q, b)
-    assert torch.allclose(cg(lambda v: v @ Q, b, x0=x_star, iters=10), x_star, atol=1e-14)
-    assert torch.equal(cg(lambda v: v @ Q, b[1:], iters=10), torch.zeros(1, 2, dtype=F64))
+    assert torch.allclose(cg(lambda v: v @ Q, b, x0=x_star, n_iter=10), x_star, atol=1e-14)
+    assert torch.equal(cg(lambda v: v @ Q, b[1:], n_iter=10), torch.zeros(1, 2, dtype=F64))
 
 
 def test_cg_complex_hermitian():
@@ -87,24 +85,24 @@ def test_cg_complex_hermitian():
     G = torch.randn(n, n, generator=gen(3), dtype=torch.complex128)
     Q = G @ G.conj().T + torch.eye(n, dtype=torch.complex128)
     b = torch.randn(2, n, generator=gen(4), dtype=torch.complex128)
-    x = cg(lambda v: v @ Q.T, b, iters=100, tol=1e-12)
+    x = cg(lambda v: v @ Q.T, b, n_iter=100, tol=1e-12)
     assert torch.allclose(x @ Q.T, b, atol=1e-9)
 
 
 # ---------------------------------------------------------------- least squares and Tikhonov
 def test_least_squares_tall_equals_lstsq_and_wide_equals_minimum_norm():
     op, M, _, y = dense_problem(m=50)  # 36 unknowns, overdetermined
-    x = least_squares(op, y, iters=200, tol=1e-12)
+    x = least_squares(op, y, n_iter=200, tol=1e-12)
     assert torch.allclose(x.flatten(1), y @ torch.linalg.pinv(M).T, atol=1e-8)
     op, M, _, y = dense_problem(m=20)  # underdetermined: CG from 0 stays in range(A^T)
-    x = least_squares(op, y, iters=200, tol=1e-12)
+    x = least_squares(op, y, n_iter=200, tol=1e-12)
     assert torch.allclose(x.flatten(1), y @ torch.linalg.pinv(M).T, atol=1e-8)
 
 
 def test_tikhonov_equals_dense_closed_form():
     op, M, _, y = dense_problem(m=20)
     lam = 0.3
-    x = tikhonov(op, y, lam, iters=200, tol=1e-12)
+    x = tikhonov(op, y, lam, n_iter=200, tol=1e-12)
     expected = solve(M.T @ M + lam * torch.eye(36, dtype=F64), y @ M)
     assert torch.allclose(x.flatten(1), expected, atol=1e-9)
 
@@ -154,18 +152,18 @@ def test_tv_denoise_matches_scikit_image_and_its_objective():
     objective = lambda x: 0.5 * ((x - y) ** 2).flatten(1).sum(1) + lam * tv(x)
     theirs = torch.from_numpy(denoise_tv_chambolle(y[0, 0].numpy(), weight=lam, eps=1e-12,
                                                    max_num_iter=3000))[None, None]
-    ours = tv_denoise(y, lam, iters=1000)
+    ours = tv_denoise(y, lam, n_iter=1000)
     assert (ours - theirs).abs().max() < 1e-3
     assert objective(ours).item() <= objective(theirs).item() * (1 + 1e-7)  # at least as good
-    assert objective(ours) < objective(tv_denoise(y, lam, iters=10))
+    assert objective(ours) < objective(tv_denoise(y, lam, n_iter=10))
 
 
 def test_tv_denoise_per_sample_weights_and_zero_weight():
     _, y = _noisy_square()
-    both = tv_denoise(y, torch.tensor([0.05, 0.2], dtype=F64), iters=50)
+    both = tv_denoise(y, torch.tensor([0.05, 0.2], dtype=F64), n_iter=50)
     for i, lam in enumerate([0.05, 0.2]):
-        assert torch.allclose(both[i:i + 1], tv_denoise(y[i:i + 1], lam, iters=50), atol=1e-12)
-    assert torch.equal(tv_denoise(y, 0.0, iters=5), y)
+        assert torch.allclose(both[i:i + 1], tv_denoise(y[i:i + 1], lam, n_iter=50), atol=1e-12)
+    assert torch.equal(tv_denoise(y, 0.0, n_iter=5), y)
 
 
 def test_tv_denoise_tuned_picks_the_best_weight_per_image():
@@ -173,8 +171,8 @@ def test_tv_denoise_tuned_picks_the_best_weight_per_image():
     ref, y = _noisy_square()
     y[0] = ref[0] + 0.02 * (y[0] - ref[0]) / 0.2  # nearly clean: wants little smoothing
     lams = [0.0, 0.02, 0.1, 0.3]
-    x, lam = tv_denoise_tuned(y, ref, lams, iters=50)
-    table = torch.stack([psnr(tv_denoise(y, l, iters=50), ref) for l in lams])  # (L, B)
+    x, lam = tv_denoise_tuned(y, ref, lams, n_iter=50)
+    table = torch.stack([psnr(tv_denoise(y, l, n_iter=50), ref) for l in lams])  # (L, B)
     best = table.argmax(0)
     assert torch.equal(lam, torch.tensor(lams, dtype=F64)[best])
     assert lam[0] < lam[1]
@@ -188,7 +186,7 @@ def _objective(op, y, lam, isotropic=True):
 
 def test_admm_tv_with_zero_weight_is_least_squares():
     op, M, _, y = dense_problem(m=50)
-    x = admm_tv(op, y, lam=0.0, rho=0.05, iters=60, cg_iters=40)
+    x = admm_tv(op, y, lam=0.0, rho=0.05, n_iter=60, n_iter_cg=40)
     assert torch.allclose(x.flatten(1), y @ torch.linalg.pinv(M).T, atol=1e-7)
 
 
@@ -197,14 +195,14 @@ def test_admm_tv_with_identity_is_the_tv_denoiser():
         A = staticmethod(lambda x: x)
         AT = staticmethod(lambda y: y)
     _, y = _noisy_square(size=16)
-    x = admm_tv(Identity(), y, lam=0.1, rho=1.0, iters=150)
-    assert (x - tv_denoise(y, 0.1, iters=300)).abs().max() < 1e-4
+    x = admm_tv(Identity(), y, lam=0.1, rho=1.0, n_iter=150)
+    assert (x - tv_denoise(y, 0.1, n_iter=300)).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("isotropic", [True, False])
 def test_admm_tv_is_a_minimiser_of_its_objective(isotropic):
     op, _, _, y = dense_problem(m=24)
-    x = admm_tv(op, y, lam=0.05, rho=0.5, iters=300, isotropic=isotropic)
+    x = admm_tv(op, y, lam=0.05, rho=0.5, n_iter=300, isotropic=isotropic)
     f = _objective(op, y, 0.05, isotropic)
     for seed in range(5):
         d = torch.randn(x.shape, generator=gen(20 + seed), dtype=F64)
@@ -219,7 +217,7 @@ def test_admm_l1_satisfies_the_lasso_optimality_conditions():
     x_sparse[0, 0, 1, 2], x_sparse[0, 0, 4, 4], x_sparse[1, 0, 3, 0] = 1.0, -0.7, 0.5
     y = op.A(x_sparse)
     lam = 0.02
-    x = admm_l1(op, y, lam, rho=0.2, iters=300)
+    x = admm_l1(op, y, lam, rho=0.2, n_iter=300)
     g = op.AT(y - op.A(x))  # KKT: g = lam sign(x) where x != 0, |g| <= lam where x = 0
     on = x.abs() > 1e-8
     assert torch.allclose(g[on], lam * x[on].sign(), atol=1e-6)
@@ -235,8 +233,8 @@ def test_admm_step_is_the_loop_body_and_batches_do_not_interact():
     z, u = grad_2d(x), torch.zeros_like(grad_2d(x))
     for _ in range(3):
         x, z, u = admm_step(op, y, x, z, u, lam=0.05, rho=0.5)
-    assert torch.equal(x, admm_tv(op, y, lam=0.05, rho=0.5, iters=3))
-    single = torch.cat([admm_tv(op, y[i:i + 1], 0.05, 0.5, iters=3) for i in range(2)])
+    assert torch.equal(x, admm_tv(op, y, lam=0.05, rho=0.5, n_iter=3))
+    single = torch.cat([admm_tv(op, y[i:i + 1], 0.05, 0.5, n_iter=3) for i in range(2)])
     assert torch.allclose(x, single, atol=1e-13)
 
 
@@ -247,9 +245,9 @@ def test_admm_tv_z_with_identity_is_one_dimensional_tv_along_z():
     b, d, h, w = 2, 6, 3, 4
     vol = torch.rand(b, 1, d, h, w, generator=gen(9), dtype=F64)
     y = vol.transpose(1, 2).reshape(b * d, 1, h, w)  # slices stacked along the batch axis
-    x = admm_tv_z(Identity(), y, depth=d, lam=0.1, rho=1.0, iters=150)
+    x = admm_tv_z(Identity(), y, depth=d, lam=0.1, rho=1.0, n_iter=150)
     columns = vol.permute(0, 3, 4, 1, 2).reshape(b * h * w, 1, d, 1)  # every (h, w) as a 1-D signal
-    oracle = tv_denoise(columns, 0.1, iters=300).reshape(b, h, w, 1, d).permute(0, 3, 4, 1, 2)
+    oracle = tv_denoise(columns, 0.1, n_iter=300).reshape(b, h, w, 1, d).permute(0, 3, 4, 1, 2)
     assert (x - oracle).abs().max() < 1e-4
     assert (diff_z(x).abs().sum() < diff_z(vol).abs().sum())
 
@@ -261,7 +259,7 @@ def test_admm_tv_z_leaves_slices_alone_when_they_agree():
     slice_ = torch.rand(1, 1, 1, 5, 5, generator=gen(10), dtype=F64)
     vol = slice_.expand(1, 1, 4, 5, 5)  # rough in-plane, constant along z
     y = vol.transpose(1, 2).reshape(4, 1, 5, 5)
-    x = admm_tv_z(Identity(), y, depth=4, lam=1.0, rho=1.0, iters=20)
+    x = admm_tv_z(Identity(), y, depth=4, lam=1.0, rho=1.0, n_iter=20)
     assert torch.allclose(x, vol, atol=1e-12)  # in-plane TV is not what it penalises
 
 
@@ -270,12 +268,10 @@ def test_admm_tv_z_with_a_slicewise_operator_minimises_its_objective():
     b, d = 2, 5
     vol = torch.rand(b, 1, d, 4, 4, generator=gen(11), dtype=F64)
     vol_op = SliceWise(op, d)
-    y = vol_op.A(vol)  # (B*D, m)
-    assert y.shape == (b * d, 20)
-    lhs = (vol_op.A(vol) * y).sum()
-    assert torch.allclose(lhs, (vol * vol_op.AT(y)).sum())  # SliceWise is adjoint-consistent
+    y = vol_op.A(vol)  # (B, D, m)
+    assert y.shape == (b, d, 20)
     lam = 0.05
-    x = admm_tv_z(op, y, depth=d, lam=lam, rho=0.5, iters=300)
+    x = admm_tv_z(op, y.flatten(0, 1), depth=d, lam=lam, rho=0.5, n_iter=300)  # y as (B*D, m)
     f = lambda v: 0.5 * (vol_op.A(v) - y).square().sum() + lam * diff_z(v).abs().sum()
     for seed in range(5):
         dv = torch.randn(x.shape, generator=gen(30 + seed), dtype=F64)
@@ -287,16 +283,16 @@ def test_pnp_admm_with_a_quadratic_prox_is_tikhonov():
     op, M, _, y = dense_problem(m=20)
     lam = 0.4
     prox = lambda v, sigma: v / (1 + lam * sigma ** 2)  # prox of sigma^2 lam/2 ||.||^2
-    x = pnp_admm(op, y, prox, rho=0.5, iters=200)  # default sigma = 1 / sqrt(rho)
-    assert torch.allclose(x, tikhonov(op, y, lam, iters=200, tol=1e-13), atol=1e-8)
+    x = pnp_admm(op, y, prox, rho=0.5, n_iter=200)  # default sigma = 1 / sqrt(rho)
+    assert torch.allclose(x, tikhonov(op, y, lam, n_iter=200, tol=1e-13), atol=1e-8)
 
 
 def test_pnp_admm_with_the_tv_prox_is_admm_tv():
     op, _, _, y = dense_problem(m=24)
     lam, rho = 0.05, 0.3
-    prox = lambda v, sigma: tv_denoise(v, lam * sigma ** 2, iters=60)  # prox of lam/rho TV
-    x_pnp = pnp_admm(op, y, prox, rho=rho, iters=60)
-    x_admm = admm_tv(op, y, lam, rho=0.5, iters=300)
+    prox = lambda v, sigma: tv_denoise(v, lam * sigma ** 2, n_iter=60)  # prox of lam/rho TV
+    x_pnp = pnp_admm(op, y, prox, rho=rho, n_iter=60)
+    x_admm = admm_tv(op, y, lam, rho=0.5, n_iter=300)
     assert (x_pnp - x_admm).abs().max() < 1e-3
     f = _objective(op, y, lam)
     assert torch.allclose(f(x_pnp), f(x_admm), rtol=1e-3)
@@ -309,7 +305,7 @@ def test_red_with_a_linear_symmetric_denoiser_is_quadratic_regularisation():
     evals, V = torch.linalg.eigh(G + G.T)
     W = V @ torch.diag(torch.linspace(0.0, 0.8, n, dtype=F64)) @ V.T  # symmetric, spectrum in [0, 1)
     D = lambda x, sigma: (x.flatten(1) @ W).reshape(x.shape)
-    x = red(op, y, D, tau=tau, step=0.5, iters=600, sigma=0.1)
+    x = red(op, y, D, tau=tau, step=0.5, n_iter=600, sigma=0.1)
     expected = solve(M.T @ M + tau * (torch.eye(n, dtype=F64) - W), y @ M)
     assert torch.allclose(x.flatten(1), expected, atol=1e-8)
 
@@ -317,7 +313,7 @@ def test_red_with_a_linear_symmetric_denoiser_is_quadratic_regularisation():
 def test_red_divergence_is_reported_with_a_hint():
     op, _, _, y = dense_problem(m=20)
     with pytest.raises(FloatingPointError, match="reduce step"):
-        red(op, y, lambda x, s: 0 * x, tau=1.0, step=1e3, iters=500, sigma=0.1)
+        red(op, y, lambda x, s: 0 * x, tau=1.0, step=1e3, n_iter=500, sigma=0.1)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -331,10 +327,10 @@ def test_bad_arguments_are_refused_with_clear_messages():
         tikhonov(op, y, -1.0)
     with pytest.raises(ValueError, match="rho"):
         admm_tv(op, y, 0.1, rho=0.0)
-    with pytest.raises(ValueError, match="iters"):
-        pnp_admm(op, y, lambda v, s: v, rho=1.0, iters=-1)
-    with pytest.raises(TypeError, match="iters"):
-        cg(lambda v: v, y, iters=2.5)
+    with pytest.raises(ValueError, match="n_iter"):
+        pnp_admm(op, y, lambda v, s: v, rho=1.0, n_iter=-1)
+    with pytest.raises(TypeError, match="n_iter"):
+        cg(lambda v: v, y, n_iter=2.5)
     with pytest.raises(ValueError, match="lams"):
         tv_denoise_tuned(op.AT(y), op.AT(y), [])
     with pytest.raises(ValueError, match="x"):
@@ -359,12 +355,12 @@ def test_admm_tv_beats_fbp_on_sparse_view_ct_and_zero_filling_on_cs_mri():
     y = ct.A(x)
     y = y + 0.002 * y.max() * torch.randn(y.shape, generator=gen(0))
     fbp = max(psnr(ct.fbp(y), x).item(), psnr(ct.fbp(y, window=hann_window), x).item())
-    tv_ct = psnr(admm_tv(ct, y, lam=0.3, rho=1.0, iters=40), x).item()
+    tv_ct = psnr(admm_tv(ct, y, lam=0.3, rho=1.0, n_iter=40), x).item()
     assert tv_ct >= fbp + 6.0, (tv_ct, fbp)
 
     mri = SingleCoilMRI(variable_density_mask(64, 4, generator=gen(0)))
     y = mri.A(x)
     y = y + 0.01 * mri.mask * torch.randn(y.shape, dtype=y.dtype, generator=gen(1))
     zero_filled = psnr(mri.AT(y), x).item()
-    tv_mri = psnr(admm_tv(mri, y, lam=0.01, rho=0.1, iters=40), x).item()
+    tv_mri = psnr(admm_tv(mri, y, lam=0.01, rho=0.1, n_iter=40), x).item()
     assert tv_mri >= zero_filled + 6.0, (tv_mri, zero_filled)

@@ -12,11 +12,9 @@ from diffcourse.phantoms import ellipses, shepp_logan
 from diffcourse.physics.ct import (Radon, hann_window, limited_angle, ramp_filter, sparse_view)
 from diffcourse.physics.linear import inner
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def rel(a, b):
@@ -160,7 +158,7 @@ def test_pinv_is_cgls_converging_to_the_dense_pseudo_inverse():
     M = op.A(torch.eye(144, dtype=F64).reshape(144, 1, 12, 12)).reshape(144, -1).T
     y = torch.randn(2, 1, 6, op.n_detectors, generator=gen(10), dtype=F64)
     ref = (torch.linalg.pinv(M) @ y.reshape(2, -1).T).T.reshape(2, 1, 12, 12)
-    x = op.pinv(y, tol=1e-14, max_iter=2000)
+    x = op.pinv(y, tol=1e-14, n_iter=2000)
     assert float((x - ref).norm() / ref.norm()) < 1e-6
     early = op.pinv(y)                                                  # the documented default
     assert float((early - ref).norm() / ref.norm()) > 1e-3

@@ -11,13 +11,11 @@ from diffcourse.prior.denoisers import (denoiser_from_score, from_eps, from_scor
 from diffcourse.prior.processes import DDPM, VE, Flow, VPCosine, VPLinear
 from diffcourse.prior.toy import GaussianMixture
 
+from _util import gen
+
 F64 = torch.float64
 PROCESSES = [VE(0.01, 50.0), VPLinear(), VPCosine(), DDPM.linear(), DDPM.cosine(T=100), Flow()]
 IDS = ["VE", "VPLinear", "VPCosine", "DDPM", "DDPMcos", "Flow"]
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ from diffcourse.prior import losses
 from diffcourse.prior.mlp import MLPDenoiser, train_dsm
 from diffcourse.prior.toy import GaussianMixture
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def close_in_mean(sample: torch.Tensor, value: float, k: float = 4.0) -> bool:

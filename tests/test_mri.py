@@ -12,11 +12,9 @@ from diffcourse.physics.mri import (MultiCoilMRI, SingleCoilMRI, cartesian_mask,
                                     coil_sensitivities, fft2c, ifft2c, rss,
                                     variable_density_mask)
 
+from _util import gen
+
 F64, C128 = torch.float64, torch.complex128
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def crandn(*shape, seed=0):
@@ -110,7 +108,7 @@ def test_multi_coil_pinv_matches_dense_pseudo_inverse():
     op = make_multi(size=6, coils=2)
     y = op.A(crandn(1, 1, 6, 6, seed=11))
     ref = torch.linalg.pinv(dense(op.A, (1, 1, 6, 6))) @ y.reshape(-1)
-    p = op.pinv(y, tol=1e-14, max_iter=500)
+    p = op.pinv(y, tol=1e-14, n_iter=500)
     torch.testing.assert_close(p.reshape(-1), ref, rtol=0, atol=1e-9)
 
 

@@ -13,11 +13,9 @@ from diffcourse.physics.noise import (GaussianNoise, PoissonNoise, QuantizedNois
                                       log_normal_interval)
 from diffcourse.physics.nonlinear import Quantizer
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- Gaussian

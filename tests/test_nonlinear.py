@@ -6,11 +6,9 @@ import torch
 
 from diffcourse.physics.nonlinear import NeuralBlur, PhaseRetrieval, Quantizer
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- phase retrieval

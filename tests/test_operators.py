@@ -20,11 +20,9 @@ from diffcourse.physics.operators import (Blur, Colorize, Downsample, GaussianCS
                                           ZeroBlur, box_mask, gaussian_kernel, motion_kernel,
                                           random_mask)
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def _kernel(seed, shape=(5, 3)):
@@ -131,10 +129,10 @@ def test_pinv_matches_dense_pseudo_inverse(name):
     op, shape = make(name)
     y = torch.randn(out_shape(op, shape), generator=gen(6), dtype=F64)
     ref = torch.linalg.pinv(dense(op.A, shape), rtol=1e-10) @ y.reshape(shape[0], -1, 1)
-    p = op.pinv(y, tol=1e-13, max_iter=2000)
+    p = op.pinv(y, tol=1e-13, n_iter=2000)
     torch.testing.assert_close(p.reshape(shape[0], -1), ref[..., 0], rtol=0, atol=1e-8)
     x = torch.randn(shape, generator=gen(7), dtype=F64)
-    torch.testing.assert_close(op.A(op.pinv(op.A(x), tol=1e-13, max_iter=2000)), op.A(x),
+    torch.testing.assert_close(op.A(op.pinv(op.A(x), tol=1e-13, n_iter=2000)), op.A(x),
                                rtol=0, atol=1e-8)  # A A^+ A = A
 
 
@@ -142,7 +140,7 @@ def test_pinv_matches_dense_pseudo_inverse(name):
 def test_pinv_by_cg_equals_pinv_by_svd(name):
     op, shape = make(name)
     y = torch.randn(out_shape(op, shape), generator=gen(8), dtype=F64)
-    torch.testing.assert_close(op.pinv_cg(y, tol=1e-14, max_iter=3000), op.pinv(y),
+    torch.testing.assert_close(op.pinv_cg(y, tol=1e-14, n_iter=3000), op.pinv(y),
                                rtol=0, atol=1e-8)
 
 
@@ -161,7 +159,7 @@ def test_batch_of_two_equals_two_batches_of_one(name):
     op, shape = make(name)
     x = torch.randn(shape, generator=gen(10), dtype=F64)
     y = op.A(x)
-    for fn, v in ((op.A, x), (op.AT, y), (lambda t: op.pinv_cg(t, max_iter=7), y)):
+    for fn, v in ((op.A, x), (op.AT, y), (lambda t: op.pinv_cg(t, n_iter=7), y)):
         both = fn(v)
         torch.testing.assert_close(torch.cat([fn(v[:1]), fn(v[1:])]), both, rtol=0, atol=1e-13)
 
@@ -202,8 +200,8 @@ def test_per_sample_operators_equal_their_single_sample_parts():
             single = cls(kernels[i])
             torch.testing.assert_close(single.A(x[i:i + 1]), y[i:i + 1], rtol=1e-12, atol=0)
             torch.testing.assert_close(single.AT(y[i:i + 1]), op.AT(y)[i:i + 1], rtol=1e-12, atol=0)
-            torch.testing.assert_close(single.pinv(y[i:i + 1], tol=1e-12, max_iter=50),
-                                       op.pinv(y, tol=1e-12, max_iter=50)[i:i + 1],
+            torch.testing.assert_close(single.pinv(y[i:i + 1], tol=1e-12, n_iter=50),
+                                       op.pinv(y, tol=1e-12, n_iter=50)[i:i + 1],
                                        rtol=1e-9, atol=0)
 
 

@@ -4,9 +4,7 @@ import torch
 
 from diffcourse import phantoms
 
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
+from _util import gen
 
 
 @pytest.mark.parametrize("make", [phantoms.ellipses, phantoms.head])

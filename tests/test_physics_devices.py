@@ -19,13 +19,11 @@ from diffcourse.physics.mri import MultiCoilMRI, SingleCoilMRI, coil_sensitiviti
 from diffcourse.physics.noise import GaussianNoise, PoissonNoise, QuantizedNoise
 from diffcourse.physics.nonlinear import NeuralBlur, PhaseRetrieval, Quantizer
 
+from _util import gen
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) \
     + (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
 N = 32
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def models():

@@ -58,7 +58,7 @@ def test_denoiser_quality_on_held_out_phantoms(D):
         if sigma == 0.1:
             assert p_den - p_noisy >= 11.0, (p_noisy, p_den)
         else:
-            tv, _ = tv_denoise_tuned(y, x0, TV_WEIGHTS, iters=100)
+            tv, _ = tv_denoise_tuned(y, x0, TV_WEIGHTS, n_iter=100)
             p_tv = metrics.psnr(tv, x0).mean().item()
             assert p_den - p_tv >= 3.0, (sigma, p_tv, p_den)
 

@@ -12,11 +12,9 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from diffcourse.prior.toy import GaussianMixture
 
+from _util import gen
+
 F64 = torch.float64
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def random_mixture(K=3, d=3, seed=0, spread=2.0):
@@ -53,7 +51,7 @@ def test_log_prob_matches_torch_distributions(sigma):
     gm = random_mixture()
     x = torch.randn(7, 3, generator=gen(1), dtype=F64) * 2
     ref = torch_mixture(gm, sigma).log_prob(x)
-    assert torch.allclose(gm.log_prob(x, sigma), ref, atol=1e-10)
+    assert torch.allclose(gm.log_prob(x, sigma=sigma), ref, atol=1e-10)
     assert torch.allclose(gm.marginal(sigma).log_prob(x), ref, atol=1e-10)
 
 
@@ -70,7 +68,7 @@ def test_score_matches_finite_differences_with_per_sample_sigma():
     x = torch.randn(5, 2, generator=gen(4), dtype=F64)
     sigma = torch.tensor([0.0, 0.1, 0.5, 1.0, 3.0], dtype=F64)
     h = 1e-6
-    fd = torch.stack([(gm.log_prob(x + h * e, sigma) - gm.log_prob(x - h * e, sigma)) / (2 * h)
+    fd = torch.stack([(gm.log_prob(x + h * e, sigma=sigma) - gm.log_prob(x - h * e, sigma=sigma)) / (2 * h)
                       for e in torch.eye(2, dtype=F64)], 1)
     assert torch.allclose(gm.score(x, sigma), fd, rtol=1e-6, atol=1e-6)
 
@@ -316,7 +314,7 @@ def test_results_live_on_the_input_device(device):
     y = torch.randn(2, generator=gen(42), dtype=F64)
     sigma = torch.tensor([0.1, 0.5, 1.0, 2.0], dtype=F64)
     calls = [lambda v, a, b: gm.denoiser(v, sigma.to(v.device)), lambda v, a, b: gm.score(v, 0.5),
-             lambda v, a, b: gm.log_prob(v, 0.3), lambda v, a, b: gm.likelihood_score(v, 0.5, a, 0.2, b),
+             lambda v, a, b: gm.log_prob(v, sigma=0.3), lambda v, a, b: gm.likelihood_score(v, 0.5, a, 0.2, b),
              lambda v, a, b: gm.posterior(a, 0.2, b).means]
     for f in calls:
         out = f(x.to(device), A.to(device), y.to(device))

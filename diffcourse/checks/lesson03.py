@@ -11,15 +11,13 @@ import torch
 
 from ..prior.processes import ve_sigmas
 from ..prior.toy import GaussianMixture
-from ._core import exercise
+from ._core import close, diagnose, exercise
 
 __all__ = ["check_langevin_step", "check_step_sizes", "check_shell"]
 
 F64 = torch.float64
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-9, atol=1e-9))
+_TOL = {"rtol": 1e-9, "atol": 1e-9}          # float64 answers: rounding slack only
+_LADDER_TOL = {"rtol": 1e-9, "atol": 0.0}    # step sizes span orders of magnitude: relative only
 
 
 # ---------------------------------------------------------------- exercise 1: one Langevin step
@@ -64,13 +62,6 @@ _STEP_MISTAKES = {
 }
 
 
-def _diagnose(fn_out, args, mistakes) -> str:
-    for wrong, message in mistakes.items():
-        if _close(fn_out, wrong(*args)):
-            return message
-    return ""
-
-
 @exercise(_langevin_step, *_STEP_MISTAKES)
 def check_langevin_step(fn):
     """fn(D, x, sigma, alpha, z) = x + (alpha/2)(D(x, sigma) - x)/sigma^2 + sqrt(alpha) z, any shape of x."""
@@ -87,11 +78,9 @@ def check_langevin_step(fn):
         assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
         assert out.shape == x.shape, f"the new x must have the shape of x {tuple(shape)}, got {tuple(out.shape)}"
         expected = _langevin_step(D, x, sigma, alpha, z)
-        if not _close(out, expected):
-            hint = _diagnose(out, (D, x, sigma, alpha, z), _STEP_MISTAKES)
-            err = (out - expected).abs().max().item()
-            raise AssertionError(f"sigma = {sigma}, alpha = {alpha}, x of shape {tuple(shape)}: max error "
-                                 f"{err:.3g}" + (f"; {hint}" if hint else ""))
+        if not close(out, expected, **_TOL):
+            raise AssertionError(f"sigma = {sigma}, alpha = {alpha}, x of shape {tuple(shape)}: "
+                                 + diagnose(out, expected, (D, x, sigma, alpha, z), _STEP_MISTAKES, **_TOL))
 
 
 # ---------------------------------------------------------------- exercise 2: the step-size ladder
@@ -133,11 +122,11 @@ def check_step_sizes(fn):
         assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
         assert out.shape == sigmas.shape, f"one step per level: shape {tuple(sigmas.shape)}, got {tuple(out.shape)}"
         expected = _step_sizes(sigmas, eps)
-        if not bool(torch.allclose(out.to(F64), expected, rtol=1e-9, atol=0.0)):
-            hint = _diagnose(out.to(F64), (sigmas, eps), _LADDER_MISTAKES)
+        if not close(out, expected, **_LADDER_TOL):
             raise AssertionError(f"sigmas = {[round(s, 3) for s in sigmas.tolist()]}, eps = {eps}: expected "
                                  f"{[f'{a:.3g}' for a in expected.tolist()]}, got "
-                                 f"{[f'{a:.3g}' for a in out.tolist()]}" + (f"; {hint}" if hint else ""))
+                                 f"{[f'{a:.3g}' for a in out.tolist()]}; "
+                                 + diagnose(out, expected, (sigmas, eps), _LADDER_MISTAKES, **_LADDER_TOL))
 
 
 # ---------------------------------------------------------------- exercise 3: the Gaussian annulus

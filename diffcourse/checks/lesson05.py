@@ -15,23 +15,15 @@ import torch
 from .._validate import as_sigma
 from ..prior.nets import UNetConfig, build_denoiser
 from ..prior.train import edm_loss
-from ._core import exercise
+from ._core import close, diagnose, exercise, known_mistake
 
 __all__ = ["check_edm_weight", "check_eps_from_denoiser", "check_ema_update", "check_dsm_step"]
 
 F64 = torch.float64
-
-
-def _close(a, b, rtol: float = 1e-9, atol: float = 1e-12) -> bool:
-    return isinstance(a, torch.Tensor) and a.shape == b.shape and \
-        bool(torch.allclose(a.detach().to(F64), b.detach().to(F64), rtol=rtol, atol=atol))
-
-
-def _hint(out, args, mistakes: dict) -> str:
-    for wrong, message in mistakes.items():
-        if _close(out, wrong(*args)):
-            return "; " + message
-    return ""
+_TOL = {"rtol": 1e-9, "atol": 1e-12}          # float64 answers: rounding slack only
+_EMA_DRIFT_TOL = {"rtol": 1e-8, "atol": 1e-12}   # twenty EMA updates accumulate rounding
+_STEP_TOL = {"rtol": 1e-8, "atol": 1e-12}     # parameters after two Adam steps
+_LOSS_TOL = {"rtol": 1e-9, "atol": 0.0}       # the loss values of those steps
 
 
 def _fmt(t: torch.Tensor) -> list:
@@ -78,11 +70,12 @@ def check_edm_weight(fn):
         assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
         assert out.shape == sigma.shape, f"one weight per sigma: shape {tuple(sigma.shape)}, got {tuple(out.shape)}"
         c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()     # EDM Table 1
-        if not _close(out * c_out**2, torch.ones_like(sigma)):
+        if not close(out * c_out**2, torch.ones_like(sigma), **_TOL):
+            expected = _edm_weight(sigma, sigma_data)
             raise AssertionError(f"sigma = {_fmt(sigma)}, sigma_data = {sigma_data}: expected "
-                                 f"{_fmt(_edm_weight(sigma, sigma_data))}, got {_fmt(out)} (the weight "
-                                 f"times c_out(sigma)^2 must be 1)" + _hint(out, (sigma, sigma_data), _WEIGHT_MISTAKES))
-    assert abs(float(fn(0.3, 0.5)) - float(_edm_weight(0.3, 0.5))) < 1e-9, \
+                                 f"{_fmt(expected)}, got {_fmt(out)} (the weight times c_out(sigma)^2 must be 1); "
+                                 + diagnose(out, expected, (sigma, sigma_data), _WEIGHT_MISTAKES, **_TOL))
+    assert close(fn(0.3, 0.5), _edm_weight(0.3, 0.5), rtol=0.0, atol=1e-9), \
         "sigma may also be a plain number (sigma = 0.3 gave a wrong weight)"
 
 
@@ -130,17 +123,17 @@ def check_eps_from_denoiser(fn):
         out = fn(point_mass, x.clone(), sigma)
         assert isinstance(out, torch.Tensor) and out.shape == x.shape, \
             f"return a tensor of the shape of x {tuple(x.shape)}"
-        if not _close(out, z):
+        if not close(out, z, **_TOL):
             raise AssertionError(f"for a single image x0 the exact denoiser is D = x0, so the noise "
-                                 f"prediction must return the noise z exactly (sigma = {_show(sigma)}); max error "
-                                 f"{(out - z).abs().max().item():.3g}" + _hint(out, (point_mass, x, sigma), _EPS_MISTAKES))
+                                 f"prediction must return the noise z exactly (sigma = {_show(sigma)}); "
+                                 + diagnose(out, z, (point_mass, x, sigma), _EPS_MISTAKES, **_TOL))
     D = _gaussian_denoiser(0.4, 0.2)
     x = torch.randn(2, 2, 3, 3, generator=g, dtype=F64)
     for sigma in (0.3, torch.tensor([0.1, 2.0], dtype=F64)):
         out, expected = fn(D, x.clone(), sigma), _eps_from_denoiser(D, x, sigma)
-        if not _close(out, expected):
-            raise AssertionError(f"Gaussian data, sigma = {_show(sigma)}: expected {_fmt(expected)}, got {_fmt(out)}"
-                                 + _hint(out, (D, x, sigma), _EPS_MISTAKES))
+        if not close(out, expected, **_TOL):
+            raise AssertionError(f"Gaussian data, sigma = {_show(sigma)}: expected {_fmt(expected)}, got "
+                                 f"{_fmt(out)}; " + diagnose(out, expected, (D, x, sigma), _EPS_MISTAKES, **_TOL))
 
 
 # ---------------------------------------------------------------- exercise 3: EMA of the weights
@@ -184,14 +177,14 @@ def check_ema_update(fn):
             "ema_update must not change its inputs: build new tensors (no mul_/add_/copy_ on them)"
         for e, p, o in zip(ema, params, out):
             expected = decay * e + (1 - decay) * p
-            if not _close(o, expected):
+            if not close(o, expected, **_TOL):
                 raise AssertionError(f"decay = {decay}, parameter of shape {tuple(e.shape)}: expected "
-                                     f"{_fmt(expected)}, got {_fmt(o) if isinstance(o, torch.Tensor) else o}"
-                                     + _hint(o, (e, p, decay), _EMA_ONE))
+                                     f"{_fmt(expected)}, got {_fmt(o) if isinstance(o, torch.Tensor) else o}; "
+                                     + diagnose(o, expected, (e, p, decay), _EMA_ONE, **_TOL))
     theta, avg = params[0], ema[0]
     for _ in range(20):                               # constant weights: avg = theta + decay^n (e0 - theta)
         avg = fn([avg], [theta], 0.8)[0]
-    assert _close(avg, theta + 0.8**20 * (ema[0] - theta), rtol=1e-8), \
+    assert close(avg, theta + 0.8**20 * (ema[0] - theta), **_EMA_DRIFT_TOL), \
         "twenty updates towards constant weights theta must give theta + decay^20 (ema - theta)"
 
 
@@ -285,17 +278,17 @@ def check_dsm_step(fn):
         assert isinstance(a, (float, torch.Tensor)) and (not isinstance(a, torch.Tensor) or a.numel() == 1), \
             f"return the loss value (a number), got {type(a).__name__}"
         a = float(a.detach()) if isinstance(a, torch.Tensor) else a
-        if abs(a - b) > 1e-9 * abs(b):
-            hint = next((m for w, m in _STEP_MISTAKES.items()
-                         if abs(_run_two_steps(w, D0, x0)[1][k - 1] - a) <= 1e-9 * abs(b)), "")
-            raise AssertionError(f"step {k}: loss {a:.6g}, expected {b:.6g}" + (f"; {hint}" if hint else ""))
+        if not close(a, b, **_LOSS_TOL):
+            losses_of = {(lambda w=w: _run_two_steps(w, D0, x0)[1][k - 1]): m for w, m in _STEP_MISTAKES.items()}
+            raise AssertionError(f"step {k}: loss {a:.6g}, expected {b:.6g}; "
+                                 + diagnose(a, b, (), losses_of, **_LOSS_TOL))
     assert torch.equal(g_fn.get_state(), g_ref.get_state()), \
         "use the generator for exactly two draws per step: ln sigma ~ N(P_mean, P_std^2) of shape (B,), then z"
     for (name, p), q in zip(D_fn.named_parameters(), D_ref.parameters()):
-        if not _close(p, q, rtol=1e-8, atol=1e-12):
-            hint = next((m for w, m in _STEP_MISTAKES.items()
-                         if all(_close(a, b, 1e-8, 1e-12) for a, b in
-                                zip(D_fn.parameters(), _run_two_steps(w, D0, x0)[0].parameters()))), "")
+        if not close(p, q, **_STEP_TOL):
+            params_of = {(lambda w=w: list(_run_two_steps(w, D0, x0)[0].parameters())): m
+                         for w, m in _STEP_MISTAKES.items()}
+            hint = known_mistake(list(D_fn.parameters()), (), params_of, **_STEP_TOL)
             raise AssertionError(f"after two steps the parameter {name} differs from the reference's by "
-                                 f"{(p - q).abs().max().item():.3g}" + (f"; {hint}" if hint else
-                                 "; zero the gradients, backward, then opt.step()"))
+                                 f"{(p - q).abs().max().item():.3g}; "
+                                 + (hint or "zero the gradients, backward, then opt.step()"))

@@ -11,8 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_image, check_positive, check_tensor
-from .linear import SVD, LinearOperator, check_int
+from .._validate import check_image, check_int, check_positive, check_tensor
+from .linear import SVD, LinearOperator
 
 __all__ = ["gaussian_kernel", "motion_kernel", "Blur", "ZeroBlur", "ValidBlur"]
 

@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from .._validate import check_same_device, check_tensor
-from .linear import SVD, LinearOperator, check_int
+from .._validate import check_int, check_same_device, check_tensor
+from .linear import SVD, LinearOperator
 
 __all__ = ["GaussianCS", "SubsampledDCT", "SubsampledHadamard", "dct_matrix", "fwht"]
 

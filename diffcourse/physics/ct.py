@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from .._validate import check_image, check_same_device
-from .linear import LinearOperator, check_int
+from .._validate import check_image, check_int, check_same_device
+from .linear import LinearOperator
 
 __all__ = ["Radon", "sparse_view", "limited_angle", "hann_window", "cosine_window",
            "shepp_logan_window", "ramp_filter"]

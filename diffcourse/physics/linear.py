@@ -14,19 +14,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .._validate import check_positive, check_same_device, check_tensor
+from .._linalg import cgls, inner, per_sample
+from .._validate import check_int, check_mask, check_same_device, check_tensor  # noqa: F401 (re-exported)
 
 __all__ = ["SVD", "LinearOperator", "inner", "cgls"]
-
-
-def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample real inner product ``Re <a, b> = Re sum(conj(a) * b)``: (B, ...) x (B, ...) -> (B,)."""
-    return (a.conj() * b).real.flatten(1).sum(1)
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) broadcastable against ``like``."""
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
 
 
 @dataclass(frozen=True)
@@ -57,45 +48,9 @@ class SVD:
             rcond = 1e3 * torch.finfo(real).eps
         s = self.s.to(device=c.device, dtype=real).expand(c.shape)
         smax = s.flatten(1).amax(1)  # per sample
-        keep = s > rcond * _bcast(smax, s)
+        keep = s > rcond * per_sample(smax, s)
         s_inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
         return self.V(s_inv * c)
-
-
-def cgls(A: Callable[[torch.Tensor], torch.Tensor], AT: Callable[[torch.Tensor], torch.Tensor],
-         y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
-    """Least squares ``min ||A x - y||`` by CGLS (conjugate gradients on ``A^T A x = A^T y``).
-
-    Hestenes & Stiefel (1952); Björck, Numerical Methods for Least Squares Problems (1996).
-    Started from 0 the iterates stay in the range of ``A^T``, so the limit is the minimum-norm
-    solution ``A^+ y``. Every sample has its own step sizes and stops on its own once
-    ``||A^T r|| <= tol * ||A^T y||`` (a stopped sample is left untouched, so a batch of two equals
-    two batches of one).
-    """
-    check_tensor(y, "y", complex_ok=True)
-    check_positive(tol, "tol")
-    r = y.clone()
-    s = AT(r)
-    x = torch.zeros_like(s)
-    p = s.clone()
-    gamma = inner(s, s)
-    tiny = torch.finfo(gamma.dtype).tiny
-    stop = (tol * gamma.sqrt()).clamp_min(tiny)
-    for _ in range(int(max_iter)):
-        active = gamma.sqrt() > stop
-        if not bool(active.any()):
-            break
-        q = A(p)
-        qq = inner(q, q)
-        alpha = torch.where(active & (qq > 0), gamma / qq.clamp_min(tiny), torch.zeros_like(qq))
-        x = x + _bcast(alpha, x) * p
-        r = r - _bcast(alpha, r) * q
-        s = AT(r)
-        gamma_new = inner(s, s)
-        beta = gamma_new / gamma.clamp_min(tiny)
-        p = torch.where(_bcast(active, p), s + _bcast(beta, p) * p, p)
-        gamma = torch.where(active, gamma_new, gamma)
-    return x
 
 
 class LinearOperator(nn.Module):
@@ -134,24 +89,24 @@ class LinearOperator(nn.Module):
         """An exact :class:`SVD` where one is cheap, else ``None``. ``x``: an example input."""
         return None
 
-    def pinv(self, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
+    def pinv(self, y: torch.Tensor, *, tol: float = 1e-6, n_iter: int = 100) -> torch.Tensor:
         """Pseudo-inverse ``A^+ y``: through the SVD when there is one, else :meth:`pinv_cg`.
 
         Without an SVD (CT, multi-coil MRI, zero-padded blur) this is CGLS from 0 stopped after
-        ``max_iter`` iterations or at ``tol``: it converges to ``A^+ y``, but slowly on
+        ``n_iter`` iterations or at ``tol``: it converges to ``A^+ y``, but slowly on
         ill-conditioned operators (sparse-view CT), and the default 100 iterations then return an
         early-stopped, regularised least-squares solution (Landweber/CG semi-convergence; Hansen,
-        *Discrete Inverse Problems*, 2010, ch. 6), not ``A^+ y`` itself. Raise ``max_iter`` for the
+        *Discrete Inverse Problems*, 2010, ch. 6), not ``A^+ y`` itself. Raise ``n_iter`` for the
         pseudo-inverse proper.
         """
         svd = self.svd()
         if svd is None:
-            return self.pinv_cg(y, tol=tol, max_iter=max_iter)
+            return self.pinv_cg(y, tol=tol, n_iter=n_iter)
         return svd.pinv(y)
 
-    def pinv_cg(self, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100) -> torch.Tensor:
+    def pinv_cg(self, y: torch.Tensor, *, tol: float = 1e-6, n_iter: int = 100) -> torch.Tensor:
         """Minimum-norm least squares ``argmin ||x|| s.t. A^T A x = A^T y`` by CGLS from 0."""
-        return cgls(self.A, self.AT, y, tol=tol, max_iter=max_iter)
+        return cgls(self.A, self.AT, y, n_iter=n_iter, tol=tol)
 
     def norm(self, x: torch.Tensor | None = None, *, n_iter: int = 50,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -163,9 +118,9 @@ class LinearOperator(nn.Module):
         x = self._example(x)
         v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         for _ in range(int(n_iter)):
-            v = v / _bcast(inner(v, v).sqrt().clamp_min(1e-30), v)
+            v = v / per_sample(inner(v, v).sqrt().clamp_min(1e-30), v)
             v = self.ATA(v)
-        v = v / _bcast(inner(v, v).sqrt().clamp_min(1e-30), v)
+        v = v / per_sample(inner(v, v).sqrt().clamp_min(1e-30), v)
         Av = self.A(v)
         return inner(Av, Av).sqrt()
 
@@ -187,24 +142,3 @@ class LinearOperator(nn.Module):
         check_same_device(t, x, "the operator", name)
         real = x.real.dtype if x.is_complex() else x.dtype
         return t.to(real) if t.is_floating_point() else t
-
-
-def check_int(value, name: str, minimum: int = 1) -> int:
-    """Raise unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
-
-
-def check_mask(mask, name: str = "mask") -> torch.Tensor:
-    """Raise unless ``mask`` is a (H, W) or (B|1, C|1, H, W) tensor of zeros and ones; -> float."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype == torch.bool:
-        mask = mask.to(torch.get_default_dtype())
-    check_tensor(mask, name, ndim=(2, 4))
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError(f"{name} must contain only zeros and ones")
-    return mask if mask.ndim == 4 else mask[None, None]

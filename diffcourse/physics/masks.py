@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .linear import check_int
+from .._validate import check_int
 
 __all__ = ["cartesian_mask", "variable_density_mask"]
 

@@ -14,8 +14,8 @@ import math
 
 import torch
 
-from .._validate import check_image, check_same_device, check_tensor
-from .linear import SVD, LinearOperator, check_int, check_mask
+from .._validate import check_image, check_int, check_mask, check_same_device, check_tensor
+from .linear import SVD, LinearOperator
 from .masks import cartesian_mask, variable_density_mask
 
 __all__ = ["fft2c", "ifft2c", "SingleCoilMRI", "MultiCoilMRI", "coil_sensitivities",

@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_image, check_same_device, check_tensor
+from .base import Operator
 from .linear import check_int
 
 __all__ = ["PhaseRetrieval", "Quantizer", "NeuralBlur"]
 
 
-class PhaseRetrieval(nn.Module):
+class PhaseRetrieval(Operator):
     """Fourier phase retrieval ``y = |F pad(x)|`` with oversampling (DPS, Chung et al. ICLR 2023).
 
     ``pad`` zero-pads each side by ``(oversample - 1) * size / 2`` (oversample 2: twice the size),
@@ -139,7 +140,7 @@ class Quantizer(nn.Module):
         return self.levels.to(dtype or torch.get_default_dtype())[self._index(k)]
 
 
-class NeuralBlur(nn.Module):
+class NeuralBlur(Operator):
     """A fixed, seeded two-layer CNN as a nonlinear blur (stand-in for DPS's learned blur).
 
     ``y = sum_j a_j g_j * softplus(k_j * x + b_j) - c``: ``n_filters`` smooth random positive

@@ -5,77 +5,33 @@ has a leading batch axis and ``x`` has the shape of ``op.AT(y)``. Every solver w
 conjugate-gradient inner products and stopping tests are taken image by image, so a batch of two
 gives the same result as two batches of one.
 
-* least squares and Tikhonov by conjugate gradients (Hestenes & Stiefel 1952);
+* least squares and Tikhonov by conjugate gradients (Hestenes & Stiefel 1952;
+  :func:`diffcourse._linalg.cg`, re-exported here as ``cg``);
 * ADMM for min_x 1/2 ||A x - y||^2 + lam ||D x||_1 (Boyd et al. 2011, sec. 6.4): TV (D = gradient),
   TV along z for volumes (DiffusionMBIR, Chung et al. CVPR 2023), sparsity (D = I);
 * plug-and-play ADMM (Venkatakrishnan et al. 2013) and RED (Romano, Elad, Milanfar 2017) with any
   denoiser D(x, sigma).
+
+Iteration counts are ``n_iter`` (outer iterations) and ``n_iter_cg`` (CG steps per x-update).
+:class:`~diffcourse.physics.volume.SliceWise` (a 2-D operator on every slice of a volume) lives in
+``physics`` and is re-exported here.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 
-from .._validate import check_finite, check_nonnegative, check_positive, check_tensor
-from .tv import _check_count, diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold
+from .._linalg import cg
+from .._validate import check_finite, check_int, check_nonnegative, check_op, check_positive, check_tensor
+from ..physics.volume import SliceWise
+from .tv import diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold
 
 __all__ = ["cg", "least_squares", "tikhonov", "admm_step", "admm_l1", "admm_tv", "SliceWise", "admm_tv_z",
            "pnp_admm", "red"]
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Real part of the inner product <a, b> per sample; (B, ...) x2 -> (B,)."""
-    return (a.conj() * b).real.flatten(1).sum(1)
-
-
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a (B,) tensor to (B, 1, ..., 1) to broadcast against ``like``."""
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-def _check_op(op) -> None:
-    """Raise unless ``op`` has callable ``A`` and ``AT`` methods."""
-    if not (callable(getattr(op, "A", None)) and callable(getattr(op, "AT", None))):
-        raise TypeError(f"op must be a linear operator with methods A(x) and AT(y), got {type(op).__name__}")
-
-
-def cg(ATA: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, x0: torch.Tensor | None = None,
-       iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
-    """Conjugate gradients for M x = b, M symmetric positive (semi)definite (Hestenes & Stiefel 1952).
-
-    Each sample runs its own CG and stops once ||b - M x|| <= tol ||b||; b, x0 (B, ...) -> (B, ...).
-    Started at 0 on a consistent singular system, CG returns the minimum-norm solution.
-
-    >>> M = torch.tensor([[4., 1.], [1., 3.]])
-    >>> cg(lambda x: x @ M, torch.tensor([[1., 2.]]))
-    tensor([[0.0909, 0.6364]])
-    """
-    check_tensor(b, "b", complex_ok=True)
-    _check_count(iters, "iters")
-    tol = check_nonnegative(tol, "tol")
-    if x0 is not None and check_tensor(x0, "x0", complex_ok=True).shape != b.shape:
-        raise ValueError(f"x0 must have the shape of b {tuple(b.shape)}, got {tuple(x0.shape)}")
-    x = torch.zeros_like(b) if x0 is None else x0.clone()
-    r = b - ATA(x) if x0 is not None else b.clone()
-    p, rr = r.clone(), _dot(r, r)
-    stop = tol ** 2 * _dot(b, b)
-    for _ in range(iters):
-        active = rr > stop
-        if not bool(active.any()):
-            break
-        Mp = ATA(p)
-        alpha = torch.where(active, rr / torch.where(active, _dot(p, Mp), 1.0), 0.0)
-        x = x + _per_sample(alpha, x) * p
-        r = r - _per_sample(alpha, r) * Mp
-        rr_next = _dot(r, r)
-        beta = torch.where(active, rr_next / torch.where(active, rr, 1.0), 0.0)
-        p, rr = r + _per_sample(beta, p) * p, rr_next
-    return x
-
-
-def least_squares(op, y: torch.Tensor, *, x0: torch.Tensor | None = None, iters: int = 100,
+def least_squares(op, y: torch.Tensor, *, x0: torch.Tensor | None = None, n_iter: int = 100,
                   tol: float = 1e-6) -> torch.Tensor:
     """argmin_x ||A x - y||^2 by CG on the normal equations A^T A x = A^T y (minimum norm from x0 = 0).
 
@@ -84,12 +40,12 @@ def least_squares(op, y: torch.Tensor, *, x0: torch.Tensor | None = None, iters:
     >>> least_squares(Op(), torch.tensor([[1., 2.]]))
     tensor([[1., 2., 0.]])
     """
-    _check_op(op)
+    check_op(op)
     check_tensor(y, "y", complex_ok=True)
-    return cg(lambda v: op.AT(op.A(v)), op.AT(y), x0, iters, tol)
+    return cg(lambda v: op.AT(op.A(v)), op.AT(y), x0, n_iter=n_iter, tol=tol)
 
 
-def tikhonov(op, y: torch.Tensor, lam: float, *, x0: torch.Tensor | None = None, iters: int = 100,
+def tikhonov(op, y: torch.Tensor, lam: float, *, x0: torch.Tensor | None = None, n_iter: int = 100,
              tol: float = 1e-6) -> torch.Tensor:
     """argmin_x 1/2 ||A x - y||^2 + lam/2 ||x||^2, i.e. (A^T A + lam I) x = A^T y, by CG (Tikhonov 1963).
 
@@ -98,27 +54,28 @@ def tikhonov(op, y: torch.Tensor, lam: float, *, x0: torch.Tensor | None = None,
     >>> tikhonov(Op(), torch.tensor([[2.]]), lam=1.0)
     tensor([[1.]])
     """
-    _check_op(op)
+    check_op(op)
     check_tensor(y, "y", complex_ok=True)
     lam = check_nonnegative(lam, "lam")
-    return cg(lambda v: op.AT(op.A(v)) + lam * v, op.AT(y), x0, iters, tol)
+    return cg(lambda v: op.AT(op.A(v)) + lam * v, op.AT(y), x0, n_iter=n_iter, tol=tol)
 
 
 def admm_step(op, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor, u: torch.Tensor, *, lam: float,
-              rho: float, D=grad_2d, DT=grad_2d_T, isotropic: bool = True, cg_iters: int = 5):
+              rho: float, D=grad_2d, DT=grad_2d_T, isotropic: bool = True, n_iter_cg: int = 5):
     """One scaled ADMM iteration for min_x 1/2 ||A x - y||^2 + lam ||D x||_1, split z = D x
     (Boyd et al. 2011, eqs. 3.5-3.7; algorithms card 29); returns the new (x, z, u).
 
-        x <- (A^T A + rho D^T D)^{-1} (A^T y + rho D^T (z - u))   (CG, ``cg_iters`` steps from x)
+        x <- (A^T A + rho D^T D)^{-1} (A^T y + rho D^T (z - u))   (CG, ``n_iter_cg`` steps from x)
         z <- shrink_{lam / rho}(D x + u)                          (group shrink if ``isotropic``)
         u <- u + D x - z
 
-    ``D`` maps x to its K components stacked on dim 1; the isotropic shrink groups them (TV's
-    per-pixel gradient norm), otherwise each entry is soft-thresholded.
+    Here ``D`` is the sparsifying transform (finite differences for TV), not a denoiser: it maps x to
+    its K components stacked on dim 1; the isotropic shrink groups them (TV's per-pixel gradient
+    norm), otherwise each entry is soft-thresholded.
     """
     lam, rho = check_nonnegative(lam, "lam"), check_positive(rho, "rho")
     normal = lambda v: op.AT(op.A(v)) + rho * DT(D(v))
-    x = cg(normal, op.AT(y) + rho * DT(z - u), x0=x, iters=cg_iters, tol=0.0)
+    x = cg(normal, op.AT(y) + rho * DT(z - u), x0=x, n_iter=n_iter_cg, tol=0.0)
     Dx = D(x)
     z = group_shrink(Dx + u, lam / rho, dim=1) if isotropic else soft_threshold(Dx + u, lam / rho)
     return x, z, u + Dx - z
@@ -134,32 +91,32 @@ def _components_T(p: torch.Tensor) -> torch.Tensor:
     return p[:, 0]
 
 
-def admm_l1(op, y: torch.Tensor, lam: float, rho: float, iters: int = 100, *, D=_components,
+def admm_l1(op, y: torch.Tensor, lam: float, rho: float, n_iter: int = 100, *, D=_components,
             DT=_components_T, isotropic: bool = False, x0: torch.Tensor | None = None,
-            cg_iters: int = 5) -> torch.Tensor:
+            n_iter_cg: int = 5) -> torch.Tensor:
     """argmin_x 1/2 ||A x - y||^2 + lam ||D x||_1 by ADMM (Boyd et al. 2011, sec. 6.4); by default
     D = I, the sparsity (Lasso / Laplace-prior MAP) problem. Starts at x0 (default 0) with z = D x0,
-    u = 0 and repeats :func:`admm_step`; x has the shape of op.AT(y).
+    u = 0 and repeats :func:`admm_step` ``n_iter`` times; x has the shape of op.AT(y).
 
     >>> class Op:
     ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
-    >>> admm_l1(Op(), torch.tensor([[3.0, -0.5]]), lam=1.0, rho=1.0, iters=50)  # soft threshold
+    >>> admm_l1(Op(), torch.tensor([[3.0, -0.5]]), lam=1.0, rho=1.0, n_iter=50)  # soft threshold
     tensor([[2., 0.]])
     """
-    _check_op(op)
+    check_op(op)
     check_tensor(y, "y", complex_ok=True)
-    _check_count(iters, "iters")
+    check_int(n_iter, "n_iter", 0)
     x = torch.zeros_like(op.AT(y)) if x0 is None else check_tensor(x0, "x0", complex_ok=True)
     z = D(x)
     u = torch.zeros_like(z)
-    for _ in range(iters):
+    for _ in range(n_iter):
         x, z, u = admm_step(op, y, x, z, u, lam=lam, rho=rho, D=D, DT=DT, isotropic=isotropic,
-                            cg_iters=cg_iters)
+                            n_iter_cg=n_iter_cg)
     return check_finite(x, "ADMM", "check that op.AT is the adjoint of op.A and that y is finite")
 
 
-def admm_tv(op, y: torch.Tensor, lam: float, rho: float, iters: int = 100, *, isotropic: bool = True,
-            x0: torch.Tensor | None = None, cg_iters: int = 5) -> torch.Tensor:
+def admm_tv(op, y: torch.Tensor, lam: float, rho: float, n_iter: int = 100, *, isotropic: bool = True,
+            x0: torch.Tensor | None = None, n_iter_cg: int = 5) -> torch.Tensor:
     """ADMM-TV: argmin_x 1/2 ||A x - y||^2 + lam TV(x) for images (B, C, H, W) (Rudin et al. 1992;
     algorithms card 29). The x-update is warm-started CG; see :func:`admm_step`.
 
@@ -167,98 +124,85 @@ def admm_tv(op, y: torch.Tensor, lam: float, rho: float, iters: int = 100, *, is
     ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
     >>> from diffcourse.posterior.tv import tv
     >>> y = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    >>> x = admm_tv(Op(), y, lam=0.1, rho=1.0, iters=20)
+    >>> x = admm_tv(Op(), y, lam=0.1, rho=1.0, n_iter=20)
     >>> bool(tv(x) < tv(y))
     True
     """
-    return admm_l1(op, y, lam, rho, iters, D=grad_2d, DT=grad_2d_T, isotropic=isotropic, x0=x0,
-                   cg_iters=cg_iters)
+    return admm_l1(op, y, lam, rho, n_iter, D=grad_2d, DT=grad_2d_T, isotropic=isotropic, x0=x0,
+                   n_iter_cg=n_iter_cg)
 
 
-class SliceWise:
-    """A 2-D operator applied to every slice of volumes (B, C, D, H, W): A(x) = op.A on (B*D, C, H, W).
-
-    The measurements of all slices are stacked along the batch axis, slice index fastest, as
-    ``op.A`` returns them for the (B*D, C, H, W) stack of slices.
-    """
-
-    def __init__(self, op, depth: int):
-        _check_op(op)
-        self.op, self.depth = op, _check_count(depth, "depth")
-
-    def A(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", ndim=5, complex_ok=True)
-        b, c, d, h, w = x.shape
-        if d != self.depth:
-            raise ValueError(f"x must have depth {self.depth} (B, C, D, H, W), got shape {tuple(x.shape)}")
-        return self.op.A(x.transpose(1, 2).reshape(b * d, c, h, w))  # (B*D, C, H, W) -> (B*D, ...)
-
-    def AT(self, y: torch.Tensor) -> torch.Tensor:
-        if y.shape[0] % self.depth:
-            raise ValueError(f"y must stack B * {self.depth} slices' measurements along dim 0, "
-                             f"got {y.shape[0]}")
-        s = self.op.AT(y)  # (B*D, C, H, W)
-        return s.reshape(-1, self.depth, *s.shape[1:]).transpose(1, 2)  # (B, C, D, H, W)
-
-
-def admm_tv_z(op, y: torch.Tensor, depth: int, lam: float, rho: float, iters: int = 100, *,
-              x0: torch.Tensor | None = None, cg_iters: int = 5) -> torch.Tensor:
+def admm_tv_z(op, y: torch.Tensor, depth: int, lam: float, rho: float, n_iter: int = 100, *,
+              x0: torch.Tensor | None = None, n_iter_cg: int = 5) -> torch.Tensor:
     """argmin_x 1/2 ||A x - y||^2 + lam ||D_z x||_1 for volumes (B, C, D, H, W) (DiffusionMBIR, Chung
     et al. CVPR 2023, eq. 11; algorithms card 26): ``op`` acts slice by slice on (B*D, C, H, W) and
-    y (B*D, ...) holds its measurements; only the difference along z couples the slices.
+    y (B*D, ...) holds its measurements, slice index fastest; only the difference along z couples
+    the slices.
 
     D_z has a Neumann boundary (no difference between the last and the first slice); the official
     DiffusionMBIR code uses a circular one. Its "fast" variant (one ADMM iteration with one CG step
-    per diffusion step, z and u kept across steps) is ``admm_step(SliceWise(op, depth), y, x, z, u,
-    lam=lam, rho=rho, D=diff_z, DT=diff_z_T, isotropic=False, cg_iters=1)``.
+    per diffusion step, z and u kept across steps) is ``admm_step(SliceWise(op, depth), y_vol, x, z,
+    u, lam=lam, rho=rho, D=diff_z, DT=diff_z_T, isotropic=False, n_iter_cg=1)`` with the measurements
+    as (B, D, ...), ``y_vol = y.reshape(-1, depth, *y.shape[1:])``.
     """
-    return admm_l1(SliceWise(op, depth), y, lam, rho, iters, D=diff_z, DT=diff_z_T, x0=x0,
-                   cg_iters=cg_iters)
+    check_tensor(y, "y", complex_ok=True)
+    depth = check_int(depth, "depth")
+    if y.ndim < 1 or y.shape[0] % depth:
+        raise ValueError(f"y must stack B * {depth} slices' measurements along dim 0, got {y.shape[0]}")
+    y_vol = y.reshape(-1, depth, *y.shape[1:])  # (B*D, ...) -> (B, D, ...)
+    return admm_l1(SliceWise(op, depth), y_vol, lam, rho, n_iter, D=diff_z, DT=diff_z_T, x0=x0,
+                   n_iter_cg=n_iter_cg)
 
 
-def pnp_admm(op, y: torch.Tensor, denoiser, rho: float, iters: int = 50, sigma=None, *,
-             x0: torch.Tensor | None = None, cg_iters: int = 10) -> torch.Tensor:
+def pnp_admm(op, y: torch.Tensor, D, rho: float, n_iter: int = 50, *, sigma=None,
+             x0: torch.Tensor | None = None, n_iter_cg: int = 10) -> torch.Tensor:
     """Plug-and-play ADMM (Venkatakrishnan et al. 2013; algorithms card 29) with a denoiser D(x, sigma):
 
-        x <- argmin 1/2 ||A x - y||^2 + rho/2 ||x - (v - u)||^2   (CG, warm-started)
+        x <- argmin 1/2 ||A x - y||^2 + rho/2 ||x - (v - u)||^2   (CG, ``n_iter_cg`` steps, warm-started)
         v <- D(x + u, sigma)
         u <- u + x - v
 
     If D is the proximal map of g / rho, this is ADMM for 1/2 ||A x - y||^2 + g(x); an MMSE/MAP
     denoiser at noise level sigma plays prox of sigma^2 (-log p), hence the default sigma = 1/sqrt(rho).
     Returns x; x (B, ...) has the shape of op.AT(y).
+
+    >>> class Op:
+    ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
+    >>> D = lambda x, sigma: x / (1 + sigma ** 2)        # prox of sigma^2/2 ||x||^2 (a Gaussian prior)
+    >>> pnp_admm(Op(), torch.tensor([[2.0]]), D, rho=1.0, n_iter=100)   # = tikhonov(lam=1)
+    tensor([[1.]])
     """
-    _check_op(op)
+    check_op(op)
     check_tensor(y, "y", complex_ok=True)
-    _check_count(iters, "iters")
+    check_int(n_iter, "n_iter", 0)
     rho = check_positive(rho, "rho")
     sigma = 1 / math.sqrt(rho) if sigma is None else sigma
     ATy = op.AT(y)
     x = torch.zeros_like(ATy) if x0 is None else check_tensor(x0, "x0", complex_ok=True)
     v, u = x.clone(), torch.zeros_like(x)
     normal = lambda w: op.AT(op.A(w)) + rho * w
-    for _ in range(iters):
-        x = cg(normal, ATy + rho * (v - u), x0=x, iters=cg_iters, tol=0.0)
-        v = denoiser(x + u, sigma)
+    for _ in range(n_iter):
+        x = cg(normal, ATy + rho * (v - u), x0=x, n_iter=n_iter_cg, tol=0.0)
+        v = D(x + u, sigma)
         u = u + x - v
     return check_finite(x, "pnp_admm", "increase rho or check the denoiser's output range")
 
 
-def red(op, y: torch.Tensor, denoiser, tau: float, step: float, iters: int = 100, *, sigma,
+def red(op, y: torch.Tensor, D, tau: float, step: float, n_iter: int = 100, *, sigma,
         x0: torch.Tensor | None = None) -> torch.Tensor:
     """Regularisation by denoising, steepest descent (Romano, Elad, Milanfar 2017, eq. 38; card 29):
 
         x <- x - step [A^T (A x - y) + tau (x - D(x, sigma))]
 
-    the gradient of 1/2 ||A x - y||^2 + tau/2 x^T (x - D(x)) when D is locally homogeneous with a
-    symmetric Jacobian. Converges for step < 2 / (||A||^2 + tau ||I - dD/dx||). x has the shape of
-    op.AT(y); starts at x0 (default 0).
+    the gradient of 1/2 ||A x - y||^2 + tau/2 x^T (x - D(x)) when the denoiser D is locally
+    homogeneous with a symmetric Jacobian. Converges for step < 2 / (||A||^2 + tau ||I - dD/dx||).
+    x has the shape of op.AT(y); starts at x0 (default 0); ``n_iter`` steps.
     """
-    _check_op(op)
+    check_op(op)
     check_tensor(y, "y", complex_ok=True)
-    _check_count(iters, "iters")
+    check_int(n_iter, "n_iter", 0)
     tau, step = check_nonnegative(tau, "tau"), check_positive(step, "step")
     x = torch.zeros_like(op.AT(y)) if x0 is None else check_tensor(x0, "x0", complex_ok=True)
-    for _ in range(iters):
-        x = x - step * (op.AT(op.A(x) - y) + tau * (x - denoiser(x, sigma)))
+    for _ in range(n_iter):
+        x = x - step * (op.AT(op.A(x) - y) + tau * (x - D(x, sigma)))
     return check_finite(x, "red", "reduce step (or tau)")

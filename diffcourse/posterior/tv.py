@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .._validate import as_sigma, check_image, check_same_device
+from .._validate import as_sigma, check_image, check_int, check_same_device
 
 __all__ = ["diff", "diff_T", "grad_2d", "grad_2d_T", "diff_z", "diff_z_T", "tv", "soft_threshold",
            "group_shrink", "tv_denoise", "tv_denoise_tuned"]
@@ -93,7 +93,7 @@ def group_shrink(v: torch.Tensor, kappa, dim: int = 1) -> torch.Tensor:
     return v * torch.clamp(1 - kappa / norm.clamp_min(torch.finfo(norm.dtype).tiny), min=0)
 
 
-def tv_denoise(y: torch.Tensor, lam, iters: int = 100) -> torch.Tensor:
+def tv_denoise(y: torch.Tensor, lam, n_iter: int = 100) -> torch.Tensor:
     """argmin_x 1/2 ||x - y||^2 + lam TV(x) (isotropic), by the fast dual projection of Beck & Teboulle
     (2009, FGP, eqs. 4.8-4.9); y (B, C, H, W), lam a number >= 0 or a tensor (B,) -> (B, C, H, W).
 
@@ -106,12 +106,12 @@ def tv_denoise(y: torch.Tensor, lam, iters: int = 100) -> torch.Tensor:
     True
     """
     check_image(y, "y")
-    _check_count(iters, "iters")
+    check_int(n_iter, "n_iter", 0)
     lam = as_sigma(lam, y, "lam")  # (B, 1, 1, 1)
     safe = torch.where(lam > 0, lam, torch.ones_like(lam)).unsqueeze(1)  # (B, 1, 1, 1, 1)
     p = torch.zeros_like(grad_2d(y))  # (B, 2, C, H, W)
     q, t = p, 1.0
-    for _ in range(iters):
+    for _ in range(n_iter):
         x = y - safe[:, 0] * grad_2d_T(q)
         p_next = _project_unit_ball(q + grad_2d(x) / (8 * safe))
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
@@ -125,7 +125,7 @@ def _project_unit_ball(p: torch.Tensor) -> torch.Tensor:
     return p / p.square().sum(1, keepdim=True).sqrt().clamp_min(1.0)
 
 
-def tv_denoise_tuned(y: torch.Tensor, ref: torch.Tensor, lams, iters: int = 100):
+def tv_denoise_tuned(y: torch.Tensor, ref: torch.Tensor, lams, n_iter: int = 100):
     """The best-tuned TV denoiser (an oracle baseline): for each image, the :func:`tv_denoise` output
     with the highest PSNR against ``ref`` over the candidate weights ``lams``.
 
@@ -148,17 +148,9 @@ def tv_denoise_tuned(y: torch.Tensor, ref: torch.Tensor, lams, iters: int = 100)
     best_x, best_lam = y.clone(), torch.full((y.shape[0],), float("nan"), dtype=y.dtype, device=y.device)
     best_psnr = torch.full_like(best_lam, -float("inf"))
     for lam in lams:
-        x = tv_denoise(y, lam, iters)
+        x = tv_denoise(y, lam, n_iter)
         score = psnr(x, ref)
         better = score > best_psnr
         best_x[better], best_lam[better], best_psnr[better] = x[better], lam, score[better]
     return best_x, best_lam
 
-
-def _check_count(n, name: str) -> int:
-    """Raise unless ``n`` is an int >= 0."""
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"{name} must be >= 0, got {n}")
-    return n

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from diffcourse._validate import as_sigma, check_positive, check_tensor
+from diffcourse._validate import as_sigma, check_int, check_positive, check_tensor
 from diffcourse.prior.losses import dsm_loss
 
 __all__ = ["MLPDenoiser", "train_dsm"]
@@ -37,8 +37,7 @@ class MLPDenoiser(nn.Module):
                  n_freq: int = 4, generator: torch.Generator | None = None):
         super().__init__()
         for value, name in ((dim, "dim"), (hidden, "hidden"), (depth, "depth"), (n_freq, "n_freq")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         self.dim = dim
         self.sigma_data = check_positive(sigma_data, "sigma_data")
         self.register_buffer("freqs", 0.25 * 2.0 ** torch.arange(n_freq, dtype=torch.float32))
@@ -89,8 +88,7 @@ def train_dsm(net: MLPDenoiser, x0: torch.Tensor, *, steps: int = 500, batch_siz
     """
     check_tensor(x0, "x0", ndim=2)
     for value, name in ((steps, "steps"), (batch_size, "batch_size")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(value, name)
     lo, hi = math.log(check_positive(sigma_min, "sigma_min")), math.log(check_positive(sigma_max, "sigma_max"))
     if lo > hi:
         raise ValueError(f"sigma_min must be <= sigma_max, got {sigma_min} > {sigma_max}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validate import check_positive, check_tensor
+from .._validate import check_int, check_positive, check_tensor
 
 __all__ = ["VE", "VPLinear", "VPCosine", "DDPM", "Flow", "ve_sigmas", "karras_sigmas", "vp_sigmas",
            "flow_sigmas", "sigma_from_alpha_bar", "alpha_bar_from_sigma"]
@@ -195,16 +195,14 @@ class DDPM(_VPScale):
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "DDPM":
         """Ho et al.'s linear betas, rescaled by 1000/T as in guided-diffusion (the same at T = 1000)."""
-        if not isinstance(T, int) or T < 2:
-            raise ValueError(f"T must be an int >= 2, got {T!r}")
+        check_int(T, "T", 2)
         scale = 1000 / T
         return cls.from_betas(torch.linspace(scale * beta_start, scale * beta_end, T, dtype=_F64))
 
     @classmethod
     def cosine(cls, T: int = 1000, offset: float = 0.008, max_beta: float = 0.999) -> "DDPM":
         """Nichol & Dhariwal's cosine betas: 1 - abar(t+1)/abar(t) on t/T, clipped at max_beta."""
-        if not isinstance(T, int) or T < 2:
-            raise ValueError(f"T must be an int >= 2, got {T!r}")
+        check_int(T, "T", 2)
         abar = VPCosine(offset).alpha_bar(torch.arange(T + 1, dtype=_F64) / T)
         return cls.from_betas((1 - abar[1:] / abar[:-1]).clamp(max=max_beta))
 
@@ -277,11 +275,6 @@ def _finish(sigmas, append_zero, dtype, device):
     return sigmas.to(dtype=dtype, device=device)
 
 
-def _check_n(n):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-
-
 def ve_sigmas(n: int, sigma_min: float = 0.01, sigma_max: float = 50.0, *, append_zero: bool = True,
               dtype=_F64, device=None) -> torch.Tensor:
     """n geometric levels sigma_max -> sigma_min (NCSN ladder, Song & Ermon 2019), then 0.
@@ -289,7 +282,7 @@ def ve_sigmas(n: int, sigma_min: float = 0.01, sigma_max: float = 50.0, *, appen
     >>> ve_sigmas(3, 0.1, 10.0)
     tensor([10.0000,  1.0000,  0.1000,  0.0000], dtype=torch.float64)
     """
-    _check_n(n)
+    check_int(n, "n")
     t = torch.linspace(1, 0, n, dtype=_F64) if n > 1 else torch.ones(1, dtype=_F64)
     return _finish(VE(sigma_min, sigma_max).sigma(t), append_zero, dtype, device)
 
@@ -302,7 +295,7 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     >>> karras_sigmas(2, 0.002, 80.0, append_zero=False)
     tensor([8.0000e+01, 2.0000e-03], dtype=torch.float64)
     """
-    _check_n(n)
+    check_int(n, "n")
     VE(sigma_min, sigma_max)
     lo, hi = sigma_min ** (1 / check_positive(rho, "rho")), sigma_max ** (1 / rho)
     ramp = torch.linspace(0, 1, n, dtype=_F64) if n > 1 else torch.zeros(1, dtype=_F64)
@@ -315,7 +308,7 @@ def vp_sigmas(n: int, process: DDPM | None = None, *, append_zero: bool = True, 
 
     ``process`` defaults to ``DDPM.linear()``; the chosen steps are ``process.t_of_sigma(sigmas)``.
     """
-    _check_n(n)
+    check_int(n, "n")
     process = DDPM.linear() if process is None else process
     if n > process.T:
         raise ValueError(f"n must be <= T = {process.T}, got {n}")
@@ -329,7 +322,7 @@ def flow_sigmas(n: int, eps: float = 1e-3, *, append_zero: bool = True, dtype=_F
 
     eps = 1e-3 as in the RectifiedFlow Euler sampler (card 10).
     """
-    _check_n(n)
+    check_int(n, "n")
     if not 0 < check_positive(eps, "eps") < 1:
         raise ValueError(f"eps must lie in (0, 1), got {eps}")
     t = (1 - eps) * (1 - torch.arange(n, dtype=_F64) / n)

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .._validate import as_sigma, check_nonnegative, check_positive, check_tensor
+from .._validate import as_sigma, check_int, check_nonnegative, check_positive, check_tensor
 
 __all__ = ["GaussianMixture"]
 
@@ -137,7 +137,7 @@ class GaussianMixture:
         """U_k @ coords[n, k] for every n, k: (K, d, d), (N, K, d) -> (N, K, d)."""
         return torch.einsum("kde,nke->nkd", U, coords)
 
-    def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, *, sigma=0.0) -> torch.Tensor:
         """log p_sigma(x) of the mixture convolved with N(0, sigma^2 I); x (N, d) -> (N,)."""
         x64 = self._flat(x)
         return self._parts(x64, sigma)["log_p"].to(x.dtype)
@@ -175,8 +175,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n independent draws, shape (n, d), on the mixture's device and dtype."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        check_int(n, "n", 0)
         k = torch.multinomial(self._w, n, replacement=True, generator=generator) if n else \
             torch.zeros(0, dtype=torch.long, device=self.device)
         z = torch.randn(n, self.dim, generator=generator, dtype=_F64, device=self.device)
