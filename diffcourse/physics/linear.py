@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import nn
 
 from .._linalg import cgls, inner, per_sample
 from .._validate import check_int, check_mask, check_same_device, check_tensor  # noqa: F401 (re-exported)
+from .base import Operator
 
 __all__ = ["SVD", "LinearOperator", "inner", "cgls"]
 
@@ -53,7 +53,7 @@ class SVD:
         return self.V(s_inv * c)
 
 
-class LinearOperator(nn.Module):
+class LinearOperator(Operator):
     """A linear forward model ``y = A x`` with its adjoint, pseudo-inverse and norm.
 
     Subclasses implement ``A(x)`` and ``AT(y)`` (the exact adjoint: ``<A x, y> = <x, AT y>``) and,
@@ -67,15 +67,10 @@ class LinearOperator(nn.Module):
     """
 
     in_shape: tuple[int, ...] | None = None
-
-    def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    linear = True
 
     def AT(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.A(x)
 
     def ATA(self, x: torch.Tensor) -> torch.Tensor:
         """``A^T A x`` (the normal operator)."""

@@ -23,8 +23,6 @@ class Matrix(LinearOperator):
     tensor([[1., 1.]])
     """
 
-    linear = True
-
     def __init__(self, A: torch.Tensor):
         super().__init__()
         check_tensor(A, "A", ndim=2)

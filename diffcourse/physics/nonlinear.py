@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_image, check_same_device, check_tensor
+from .._validate import check_image, check_int, check_same_device, check_tensor
 from .base import Operator
-from .linear import check_int
 
 __all__ = ["PhaseRetrieval", "Quantizer", "NeuralBlur"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_image, check_tensor
+from .._validate import check_image, check_int, check_mask, check_tensor
 from .blur import Blur, ValidBlur, ZeroBlur, gaussian_kernel, motion_kernel
 from .cs import GaussianCS, SubsampledDCT, SubsampledHadamard
-from .linear import SVD, LinearOperator, check_int, check_mask
+from .linear import SVD, LinearOperator
 from .matrix import Matrix
 
 __all__ = ["LinearOperator", "SVD", "Identity", "Inpaint", "random_mask", "box_mask", "Downsample",
