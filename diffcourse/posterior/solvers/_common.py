@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..._linalg import per_sample  # noqa: F401 (re-exported for the solvers)
 from ..._validate import as_sigma, check_same_device
 from ...physics.noise import PoissonNoise
 from ...prior.samplers.loop import prepare
@@ -53,11 +54,6 @@ def sigma_y2(lik, x: torch.Tensor, name: str) -> torch.Tensor:
 def sample_norm(v: torch.Tensor) -> torch.Tensor:
     """Per-sample Euclidean norm: (B, ...) -> (B,)."""
     return v.flatten(1).norm(dim=1)
-
-
-def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) against ``like``."""
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def real_AT(op, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
