@@ -28,7 +28,7 @@ def denoising_table(D, x0: torch.Tensor, sigmas=(0.1, 0.2, 0.5), seed: int = 0) 
         y = x0 + sigma * torch.randn(x0.shape, generator=g)
         with torch.no_grad():
             d = D(y, sigma)
-        tv, _ = tv_denoise_tuned(y, x0, TV_WEIGHTS, iters=150)
+        tv, _ = tv_denoise_tuned(y, x0, TV_WEIGHTS, n_iter=150)
         rows.append({"sigma": sigma, "noisy": metrics.psnr(y, x0).mean().item(),
                      "tweedie": metrics.psnr(d, x0).mean().item(), "tv": metrics.psnr(tv, x0).mean().item()})
     return rows

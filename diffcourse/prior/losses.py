@@ -7,7 +7,7 @@ two batches of one; average the result yourself (``loss.mean().backward()``). No
 * explicit score matching (Hyvarinen 2005): ``esm_loss``  (needs the true score: a testbed only)
 * implicit score matching (Hyvarinen 2005, Thm. 1): ``ism_loss``  (exact divergence by autograd)
 * denoising score matching (Vincent 2011; NCSN weighting sigma^2): ``dsm_loss``, ``denoiser_loss``,
-  ``eps_loss``
+  ``eps_loss``; with EDM's noise levels and weighting (Karras et al. 2022): ``edm_loss``
 * sliced score matching (Song et al. 2019): ``ssm_loss``, ``ssm_vr_loss``
 * self-supervised denoising: ``sure_loss`` (Stein 1981; Soltanayev & Chun 2018) with the
   Monte-Carlo divergence ``mc_divergence``, and ``noise2noise_loss`` (Lehtinen et al. 2018)
@@ -21,7 +21,7 @@ import torch
 from diffcourse._validate import as_sigma, check_positive, check_tensor
 
 __all__ = ["esm_loss", "divergence", "ism_loss", "dsm_loss", "denoiser_loss", "eps_loss", "ssm_loss",
-           "ssm_vr_loss", "mc_divergence", "sure_loss", "noise2noise_loss"]
+           "ssm_vr_loss", "mc_divergence", "sure_loss", "noise2noise_loss", "edm_loss"]
 
 
 def _sum(t: torch.Tensor) -> torch.Tensor:
@@ -221,3 +221,22 @@ def noise2noise_loss(F: Callable, y: torch.Tensor, y_other: torch.Tensor) -> tor
     if y_other.shape != y.shape:
         raise ValueError(f"y_other must have the shape of y {tuple(y.shape)}, got {tuple(y_other.shape)}")
     return _sum((F(y) - y_other) ** 2)
+
+
+def edm_loss(D: Callable, x0: torch.Tensor, generator: torch.Generator | None = None,
+             P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5) -> torch.Tensor:
+    """EDM-weighted denoising score matching (Karras et al. 2022, Eq. 8 and Table 1), per sample (B,):
+    lambda(sigma) mean_pixels (D(x0 + sigma z, sigma) - x0)^2 with ln sigma ~ N(P_mean, P_std^2) and
+    lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2, so that every noise level weighs
+    alike. Unlike the other losses here it averages over pixels (the training code's convention).
+
+    >>> edm_loss(lambda x, sigma: torch.zeros_like(x), torch.zeros(2, 1, 4, 4)).tolist()
+    [0.0, 0.0]
+    """
+    B = x0.shape[0]
+    ln_sigma = P_mean + P_std * torch.randn(B, generator=generator, device=x0.device, dtype=x0.dtype)
+    sigma = ln_sigma.exp()
+    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    err = (D(x0 + sigma[:, None, None, None] * z, sigma) - x0) ** 2
+    return weight * err.flatten(1).mean(1)
