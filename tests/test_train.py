@@ -96,3 +96,12 @@ def test_training_leaves_the_global_random_state_alone():
     before = torch.random.get_rng_state()
     train(dataclasses.replace(TINY, steps=1), None)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_held_out_phantoms_for_any_count_are_prefixes_of_one_family():
+    from diffcourse.prior.train import held_out_phantoms
+    for n in (1, 2, 3, 4, 5):
+        x = held_out_phantoms(n, 32)
+        assert x.shape == (n, 1, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+    # four images: three heads then one ellipse phantom, the same heads as in a set of eight
+    torch.testing.assert_close(held_out_phantoms(4, 32)[:3], held_out_phantoms(8, 32)[:3])

@@ -273,7 +273,10 @@ def held_out_phantoms(n: int = 16, size: int = 64, seed: int = 10_000) -> torch.
     ``seed + 1`` of a :class:`TrainConfig`, small integers): 3/4 head slices, 1/4 ellipses."""
     g = torch.Generator().manual_seed(seed)
     n_head = (3 * n) // 4
-    return torch.cat([phantoms.head(n_head, size, generator=g), phantoms.ellipses(n - n_head, size, generator=g)])
+    parts = [phantoms.head(n_head, size, generator=g)] if n_head else []
+    if n > n_head:
+        parts.append(phantoms.ellipses(n - n_head, size, generator=g))
+    return torch.cat(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
