@@ -60,6 +60,9 @@ def jalal(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, eps: float = 1e-4, n
     the code's brain_T2 config) switches to the code's norm-matched term instead. Defaults from
     the official code: step_lr δ = 5e-5, i.e. ε = 2δ = 1e-4 in the paper form, 4 steps per level
     (σ 232 → 0.0066, 2311 levels, starting at level 1155); images scaled to about [0, 1].
+    ε is relative to the last level: the step at σ_i is ε σ_i²/σ_L², so a schedule that ends lower
+    (e.g. Karras' σ_min = 0.002) takes larger steps at every other level; with a coarser ladder or
+    a smaller σ_L lower ε (the tuned values per task are in :mod:`diffcourse.posterior.tasks`).
     The callback's ``i`` counts every inner step. x: (B, ...); returns (B, ...).
     """
     eps = check_positive(eps, "eps")
