@@ -15,6 +15,12 @@ and the printed ratio is time per step / cost: 1.00 means the solver adds nothin
 the rest is the operator (A, A^T), projections, noise draws and bookkeeping. Times are minima over
 ``repeats`` runs (the least disturbed by other processes). Aim: <= 1.05 on mri4 (an FFT operator);
 the CT operator (a sparse Radon matrix) costs more on a CPU and shows up in the ct20 column.
+
+The closed-form solvers (``CLOSED_FORM``: ΠGDM, DDNM, DMPS, DMPS-flow, DDS) run with their paper
+defaults on the schedule of the task's DPS row when the table has no tuned row for them. DMPS,
+DDNM and DDS call the network without a graph (one forward per step, no backward); ΠGDM pays one
+vector-Jacobian product like DPS. On ct20 (no SVD of the Radon transform) DMPS and ΠGDM fall back to
+CG in measurement space and DDNM to a CGLS pseudo-inverse, which the ratio shows.
 """
 from __future__ import annotations
 
@@ -69,9 +75,23 @@ def network_costs(D, B, device):
     return fwd, fwd_bwd
 
 
+CLOSED_FORM = ["pgdm", "ddnm", "dmps", "dmps_flow", "dds"]
+
+
+def _settings(task, name):
+    """The tuned row, or for an untuned closed-form solver its defaults on the DPS row's schedule."""
+    if name in tasks.tuned_solvers(task):
+        return tasks.settings(task, name)
+    return {"sigmas": tasks.settings(task, "dps")["sigmas"]}
+
+
+def _runs_on(task, name, lik):
+    return name in tasks.tuned_solvers(task) or (name in CLOSED_FORM and lik.linear)
+
+
 def solver_run(D, name, task, lik, B, steps, device):
     """A closure running ``steps`` steps of solver ``name`` and the counter it uses."""
-    kw = tasks.settings(task, name)
+    kw = _settings(task, name)
     sig = kw.pop("sigmas")
     sigmas = karras_sigmas(steps, float(sig[-2]), float(sig[0])).to(device=device, dtype=torch.float32)
     fn = getattr(solvers, name)
@@ -105,9 +125,9 @@ def main(argv=None):
         liks = {t: tasks.make(t, ref, torch.Generator(device=device).manual_seed(1)) for t in args.tasks}
         fwd, fwd_bwd = network_costs(D, B, device)
         fwd(), fwd_bwd()  # warm-up
-        names = [n for n in dict.fromkeys(s for t in args.tasks for s in tasks.tuned_solvers(t))]
+        names = [n for n in dict.fromkeys([s for t in args.tasks for s in tasks.tuned_solvers(t)] + CLOSED_FORM)]
         runs = {(n, t): solver_run(D, n, t, liks[t], B, args.steps, device)
-                for n in names for t in args.tasks if n in tasks.tuned_solvers(t)}
+                for n in names for t in args.tasks if _runs_on(t, n, liks[t])}
         best = {k: float("inf") for k in runs}
         t_f = t_fb = float("inf")
         for _ in range(args.repeats):  # interleaved, so a slow spell hits every entry alike

@@ -12,6 +12,13 @@ is a diffusion sampler plus one of these estimates. Each is a function
   NeurIPS 2021), exact for a flat prior when A Aᵀ = I and γ = 1;
 * :func:`mcg` — the manifold-constrained gradient -∇_x ||y - A x̂0(x)||² (Chung et al., NeurIPS
   2022, Eq. 14), used together with a projection;
+* :func:`pgdm` — ΠGDM, x0 | x_σ ≈ N(x̂0, r² I): Jᵀ Aᵀ(r² A Aᵀ + σ_y² I)⁻¹(y - A x̂0) (Song, Vahdat,
+  Mardani & Kautz, ICLR 2023, Eq. 7-8), exact for an N(0, I) prior;
+* :func:`dmps` — DMPS, x0 | x_σ ≈ N(x_σ, σ² I): Aᵀ(σ² A Aᵀ + σ_y² I)⁻¹(y - A x_σ) through the SVD
+  of A, no network pass (Meng & Kabashima 2022, Thm. 1-2), exact in the flat-prior limit;
+* :func:`qcs`, :func:`qcs_ep` — quantized measurements y = Q(A x + n): the QCS-SGM pseudo-likelihood
+  score for row-orthogonal A and its EP version for a general A (Meng & Kabashima, ICLR 2023 and
+  AAAI 2024); flat-prior approximations that need no denoiser, so they take ``(x, sigma, lik)``;
 * :func:`posterior_denoiser` — D_y(x, σ) = D(x, σ) + σ² g(x, σ): any prior sampler becomes a
   posterior sampler, since (D_y - x)/σ² = ∇ log p_σ(x) + g.
 
@@ -39,11 +46,14 @@ from typing import Callable
 
 import torch
 
-from .._validate import as_sigma, check_nonnegative, check_tensor
+from .._linalg import cg, per_sample
+from .._validate import as_sigma, check_int, check_nonnegative, check_tensor
 from ..physics.noise import GaussianNoise, PoissonNoise
+from .guidance_quantized import qcs, qcs_ep  # noqa: F401  (QCS-SGM, QCS-SGM+; Meng & Kabashima 2023/2024)
 
-__all__ = ["tweedie_grad", "exact", "dps", "dps_poisson_official", "jalal", "mcg", "posterior_denoiser",
-           "gaussian_log_lik", "poisson_log_lik", "dps_misfit", "jensen_gap_table"]
+__all__ = ["tweedie_grad", "exact", "dps", "dps_poisson_official", "jalal", "mcg", "pgdm", "dmps", "pgdm_r2",
+           "pgdm_grad", "gaussian_solve", "posterior_denoiser", "gaussian_log_lik", "poisson_log_lik", "dps_misfit",
+           "jensen_gap_table", "qcs", "qcs_ep"]
 
 
 def _sigma_b(sigma, x: torch.Tensor) -> torch.Tensor:
@@ -157,6 +167,135 @@ def jalal(D, x: torch.Tensor, sigma, lik, *, gamma: float = 1.0) -> torch.Tensor
     s = as_sigma(sigma, x)
     sy = as_sigma(lik.noise.sigma_y, x, "sigma_y")
     return g / (sy ** 2 + gamma ** 2 * s ** 2)
+
+
+def _linear_gaussian(lik, name: str):
+    """(op, σ_y² as (B,)) of a linear operator with Gaussian noise, else TypeError naming ``name``."""
+    if not (callable(getattr(lik.op, "AT", None)) and callable(getattr(lik.op, "pinv", None))):
+        raise TypeError(f"{name} needs a linear operator with AT and pinv, got {type(lik.op).__name__}; "
+                        f"for a nonlinear forward model use dps")
+    if not isinstance(lik.noise, GaussianNoise):
+        raise TypeError(f"{name} needs Gaussian noise (a closed-form likelihood), got {type(lik.noise).__name__}")
+    return lik.op
+
+
+def gaussian_solve(op, r: torch.Tensor, r2, sigma_y2, x: torch.Tensor, *, svd=None, cg_iter: int = 50):
+    """Aᵀ(σ_y² I + r² A Aᵀ)⁻¹ r shaped like the state ``x``: the score in m of N(y; A m, σ_y² I + r² A Aᵀ).
+
+    ``r`` = y - A m (B, ...) in measurement space; ``r2`` and ``sigma_y2`` numbers or tensors with
+    one value per sample (B,) or (B, 1, ..., 1). With ``svd`` = ``op.svd(x)`` (A = U diag(s) Vᵀ) it is
+    V diag(s/(σ_y² + r² s²)) Uᵀ r, O(n) per call (Meng & Kabashima 2022, Thm. 2); singular values
+    below 1000 eps · max s count as zero. Without one (CT, multi-coil MRI, zero-padded blur) the
+    "dense" form: (σ_y² I + r² A Aᵀ) v = r by ``cg_iter`` CG iterations per sample, then Aᵀ v; for
+    σ_y = 0 it is A⁺ r / r² with ``op.pinv`` (CGLS). For a complex operator on a real state the
+    real part is kept (the adjoint over real images).
+    """
+    real = x.real.dtype if x.is_complex() else x.dtype
+    if svd is not None:
+        c = svd.UT(r)
+        s = svd.s.to(device=c.device, dtype=real)
+        s = s.expand(c.shape)
+        keep = s > 1e3 * torch.finfo(real).eps * per_sample(s.flatten(1).amax(1), s)  # numerical rank
+        r2c, sy2c = _per_coeff(r2, c), _per_coeff(sigma_y2, c)
+        w = torch.where(keep, s / torch.where(keep, sy2c + r2c * s ** 2, torch.ones_like(s)), torch.zeros_like(s))
+        return _real_like(svd.V(w * c), x)
+    r2m, sy2m = _per_coeff(r2, r), _per_coeff(sigma_y2, r)
+    if not bool((torch.as_tensor(sy2m) > 0).any()):
+        return _real_like(op.pinv(r), x) / _per_coeff(r2, x)
+    v = cg(lambda u: sy2m * u + r2m * op.A(_real_like(op.AT(u), x)), r, n_iter=check_int(cg_iter, "cg_iter"),
+           tol=1e-10)
+    return _real_like(op.AT(v), x)
+
+
+def _per_coeff(v, like: torch.Tensor):
+    """A number stays a number; a (B,) or (B, 1, ...) tensor becomes (B, 1, ..., 1) against ``like``."""
+    return per_sample(v.reshape(-1), like) if isinstance(v, torch.Tensor) else v
+
+
+def _real_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.real if v.is_complex() and not x.is_complex() else v
+
+
+def pgdm_r2(sigma):
+    """ΠGDM's r_σ² = σ²/(1 + σ²) = 1 - ᾱ: Var(x0 | x_σ) under an N(0, I) prior (Song et al., ICLR 2023)."""
+    return sigma ** 2 / (1 + sigma ** 2)
+
+
+def _r2_of(r2, sigma):
+    """r² at σ: ``None`` -> :func:`pgdm_r2`; a number -> that constant; a callable -> r2(σ)."""
+    if r2 is None:
+        return pgdm_r2(sigma)
+    if callable(r2):
+        return r2(sigma)
+    return check_nonnegative(r2, "r2")
+
+
+def pgdm_grad(D, x: torch.Tensor, sigma, lik, r2, sigma_y2, svd, cg_iter: int = 50):
+    """(ΠGDM guidance, x̂0) in one forward and one backward pass: the solvers' core of :func:`pgdm`.
+
+    The vector v = Aᵀ(r² A Aᵀ + σ_y² I)⁻¹(y - A x̂0) is computed at the detached x̂0 and the
+    vector-Jacobian product Jᵀ v is the gradient of <v, x̂0(x)> (Song et al. 2023, Eq. 8).
+    """
+    def inner_v(x0):
+        v = gaussian_solve(lik.op, lik.residual(x0.detach()), r2, sigma_y2, x, svd=svd, cg_iter=cg_iter)
+        return (v * x0).flatten(1).sum(1)
+    g, x0_hat, _ = tweedie_grad(D, x, sigma, inner_v)
+    return g, x0_hat
+
+
+def pgdm(D, x: torch.Tensor, sigma, lik, *, r2=None, use_svd: bool = True, cg_iter: int = 50) -> torch.Tensor:
+    """ΠGDM guidance (Song, Vahdat, Mardani & Kautz, ICLR 2023, Eq. 7-8): with p(x0 | x_σ) ≈ N(x̂0, r² I),
+    p(y | x_σ) ≈ N(A x̂0, r² A Aᵀ + σ_y² I) and g = (∂x̂0/∂x)ᵀ Aᵀ(r² A Aᵀ + σ_y² I)⁻¹(y - A x̂0).
+
+    ``r2``: ``None`` for the paper's r² = σ²/(1 + σ²) (:func:`pgdm_r2`, the posterior variance
+    of x0 under an N(0, I) prior, with which g is exact for that prior), a number for a constant
+    r², or a callable σ -> r² (e.g. ``lambda s: s**2`` for DMPS's flat prior, or v σ²/(v + σ²)
+    for data of variance v). For σ_y = 0 this is the paper's noiseless form Jᵀ A⁺(y - A x̂0)/r²
+    (its pseudo-inverse residual, with the 1/r² that its step weight absorbs). The inverse is
+    taken through ``op.svd`` where the operator has one (``use_svd=False`` forces the CG form of
+    :func:`gaussian_solve`). Linear operators and Gaussian noise only. x (B, ...) -> (B, ...).
+
+    >>> from diffcourse.physics.likelihood import Likelihood
+    >>> from diffcourse.physics.matrix import Matrix
+    >>> from diffcourse.physics.noise import GaussianNoise
+    >>> from diffcourse.prior.toy import GaussianMixture
+    >>> gm = GaussianMixture.gaussian(torch.zeros(3, dtype=torch.float64), 1.0)
+    >>> lik = Likelihood(Matrix(torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)), GaussianNoise(0.1),
+    ...                  torch.ones(1, 1, dtype=torch.float64))
+    >>> x = torch.ones(2, 3, dtype=torch.float64)
+    >>> bool((pgdm(gm.denoiser, x, 2.0, lik) - exact(gm, x, 2.0, lik)).abs().max() < 1e-12)
+    True
+    """
+    op = _linear_gaussian(lik, "pgdm")
+    s = _sigma_b(sigma, x)
+    sy2 = as_sigma(lik.noise.sigma_y, x, "sigma_y") ** 2
+    return pgdm_grad(D, x, s, lik, _r2_of(r2, s), sy2, op.svd(x) if use_svd else None, cg_iter)[0]
+
+
+def dmps(D, x: torch.Tensor, sigma, lik, *, use_svd: bool = True, cg_iter: int = 50) -> torch.Tensor:
+    """DMPS guidance (Meng & Kabashima 2022, Thm. 1-2): with the flat-prior p(x0 | x_σ) ≈ N(x_σ, σ² I),
+    ∇ log p̃(y | x_σ) = Aᵀ(σ_y² I + σ² A Aᵀ)⁻¹(y - A x_σ) = V Σ (σ_y² + σ² Σ²)⁻¹ Uᵀ(y - A x_σ).
+
+    In VP coordinates this is the paper's (1/√ᾱ) V Σᵀ(σ_y² + ((1 - ᾱ)/ᾱ) Σ²)⁻¹ Uᵀ(y - A x_t/√ᾱ) times
+    √ᾱ (x_VE = x_t/√ᾱ, σ² = (1 - ᾱ)/ᾱ). ``D`` is not called: no network pass, no backward pass.
+    The SVD form needs ``op.svd`` (Matrix, Identity, Inpaint, Downsample, Colorize, circular Blur,
+    the CS matrices, single-coil MRI); other operators (Radon, multi-coil MRI, ZeroBlur/ValidBlur)
+    fall back to the dense form by CG (:func:`gaussian_solve`), also chosen by ``use_svd=False``.
+    Exact only as the prior becomes flat (for a unit Gaussian prior :func:`pgdm` is exact instead).
+
+    >>> from diffcourse.physics.likelihood import Likelihood
+    >>> from diffcourse.physics.matrix import Matrix
+    >>> from diffcourse.physics.noise import GaussianNoise
+    >>> lik = Likelihood(Matrix(torch.eye(2, dtype=torch.float64)), GaussianNoise(0.5),
+    ...                  torch.ones(1, 2, dtype=torch.float64))
+    >>> dmps(None, torch.zeros(1, 2, dtype=torch.float64), 0.5, lik)   # (y - x)/(σ_y² + σ²)
+    tensor([[2., 2.]], dtype=torch.float64)
+    """
+    op = _linear_gaussian(lik, "dmps")
+    check_tensor(x, "x", complex_ok=True)
+    s = as_sigma(sigma, x)
+    sy2 = as_sigma(lik.noise.sigma_y, x, "sigma_y") ** 2
+    return gaussian_solve(op, lik.residual(x), s ** 2, sy2, x, svd=op.svd(x) if use_svd else None, cg_iter=cg_iter)
 
 
 def exact(gm, x: torch.Tensor, sigma, lik) -> torch.Tensor:
