@@ -15,7 +15,20 @@ sample, so a batch gives what its items give one by one.
 * :func:`jalal` — Jalal et al., NeurIPS 2021 (annealed Langevin with an annealed likelihood);
 * :func:`guided_sbim` — Dimos 2022 (SBIM or exact VE-DDIM + Langevin corrector);
 * :func:`dps`, :func:`dps_code` — Chung et al., ICLR 2023 (the paper's and the code's step rule);
-* :func:`mcg` — Chung, Sim, Ryu & Ye, NeurIPS 2022 (gradient through x̂0 + projection).
+* :func:`mcg` — Chung, Sim, Ryu & Ye, NeurIPS 2022 (gradient through x̂0 + projection);
+* :func:`pgdm` — Song, Vahdat, Mardani & Kautz, ICLR 2023 (ΠGDM: DDIM + a closed-form Gaussian p(y | x_σ)
+  through one vector-Jacobian product);
+* :func:`ddnm` — Wang, Yu & Zhang, ICLR 2023 (DDNM / DDNM+: range space from y, null space from the prior);
+* :func:`dmps`, :func:`dmps_flow` — Meng & Kabashima 2022 (closed-form likelihood through the SVD of A,
+  no network gradient; DDPM and flow-matching versions);
+* :func:`dds` — Chung, Lee & Ye, ICLR 2024 (Tweedie, a few CG steps on the data term, re-noising);
+* :func:`diffusion_mbir` — Chung, Ryu, McCann, Klasky & Ye, CVPR 2023 (a 2-D prior per slice + ADMM TV_z);
+* :func:`tpdm` — Lee, Chung, Park, Park, Ryu & Ye, ICCV 2023 (two perpendicular 2-D priors);
+* :func:`qcs_sgm`, :func:`qcs_sgm_plus` — Meng & Kabashima, ICLR 2023 / AAAI 2024 (annealed Langevin with
+  the quantized pseudo-likelihood; EP for a general A).
+
+The 3-D solvers take volumes x (n, 1, D, H, W) and a likelihood whose operator is a
+:class:`diffcourse.physics.volume.SliceWise`; D stays the 2-D prior.
 
 >>> import torch
 >>> from diffcourse.physics.likelihood import Likelihood
@@ -32,8 +45,13 @@ sample, so a batch gives what its items give one by one.
 >>> out.shape
 torch.Size([4, 2])
 """
+from .closed_form import ddnm, dds, dmps, dmps_flow, pgdm
 from .guided import dps, dps_code, mcg
 from .langevin import guided_sbim, jalal
 from .projections import default_dc, ilvr, score_pocs, song2022
+from .quantized import qcs_sgm, qcs_sgm_plus
+from .volume import diffusion_mbir, tpdm
 
-__all__ = ["score_pocs", "song2022", "ilvr", "jalal", "guided_sbim", "dps", "dps_code", "mcg", "default_dc"]
+__all__ = ["score_pocs", "song2022", "ilvr", "jalal", "guided_sbim", "dps", "dps_code", "mcg", "default_dc", "pgdm",
+           "ddnm", "dmps", "dmps_flow", "dds", "diffusion_mbir", "tpdm",
+           "qcs_sgm", "qcs_sgm_plus"]
