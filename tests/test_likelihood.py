@@ -134,3 +134,17 @@ def test_bad_measurements_are_refused_with_the_argument_named():
         lik.log_prob(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="y"):
         Likelihood(op, GaussianNoise(0.1), torch.zeros(1, 4)).grad(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("kind", ["inpaint", "mri"])
+def test_simulated_data_are_zero_where_nothing_is_measured_and_noisy_where_it_is(kind):
+    mask = random_mask(32, 0.3, gen(40)).to(F64)
+    op = Inpaint(mask) if kind == "inpaint" else SingleCoilMRI(mask)
+    x = torch.rand(2, 1, 32, 32, generator=gen(41), dtype=F64)
+    lik = Likelihood.measure(op, GaussianNoise(0.2), x, generator=gen(42))
+    off = (1 - mask).bool().expand_as(lik.y)
+    assert bool((lik.y[off] == 0).all())
+    r = (lik.y - op.A(x))[~off]
+    r = torch.view_as_real(r).flatten() if r.is_complex() else r
+    # Gaussian noise of std 0.2 per real coordinate on the measured entries (~600 of them per image)
+    assert abs(r.std().item() - 0.2) < 0.02

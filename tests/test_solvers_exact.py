@@ -140,7 +140,13 @@ def test_mcg_with_alpha_zero_is_the_projection_only_baseline():
     lik = _image_problem(op)
     sig = karras_sigmas(6, 0.01, 5.0)
     x = 5 * torch.randn(2, 1, 8, 8, generator=gen(32), dtype=F64)
-    got = V.mcg(D_img, x, sig, lik, alpha=0.0, generator=gen(33))
+    graphs = []
+
+    def D_seen(v, s):
+        graphs.append(v.requires_grad)
+        return D_img(v, s)
+    got = V.mcg(D_seen, x, sig, lik, alpha=0.0, generator=gen(33))
+    assert len(graphs) == len(sig) - 1 and not any(graphs)    # no backward pass is prepared
     g, ref, levels = gen(33), x, sig.tolist()
     for i in range(len(levels) - 1):                                  # DDPM step, then onto {A x = y_σ'}
         ref = S.ddpm_step(ref, D_img(ref, sig[i].expand(2)), levels[i], levels[i + 1],

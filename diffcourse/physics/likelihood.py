@@ -105,9 +105,16 @@ class Likelihood:
 
     @classmethod
     def measure(cls, op, noise, x: torch.Tensor, *, generator: torch.Generator | None = None) -> "Likelihood":
-        """Simulate y = noise(A x) for clean images x and return the likelihood of that y."""
+        """Simulate y = noise(A x) for clean images x and return the likelihood of that y.
+
+        Entries that the operator does not measure (outside an inpainting mask, unsampled k-space)
+        stay zero, as a scanner records nothing there: ``op.measured(y)`` keeps the measured ones.
+        """
         with torch.no_grad():
             y = noise.sample(op.A(x), generator=generator)
+            keep = getattr(op, "measured", None)
+            if callable(keep):
+                y = keep(y)
         return cls(op, noise, y)
 
     def to(self, device) -> "Likelihood":

@@ -79,6 +79,10 @@ class _MRIOperator(LinearOperator):
                              f"{self.mask.shape[0]} (use one mask or one per sample)")
         return self._match(self.mask, t, name)
 
+    def measured(self, y: torch.Tensor) -> torch.Tensor:
+        """k-space data y with the unsampled entries set to zero."""
+        return y * self._mask_for(y, "y")
+
     def AT_real(self, y: torch.Tensor) -> torch.Tensor:
         """``Re(A^H y)``: the adjoint of ``A`` restricted to real images (real inner product)."""
         return self.AT(y).real
@@ -100,6 +104,8 @@ class SingleCoilMRI(_MRIOperator):
     >>> bool(torch.allclose(op.AT(op.A(x)).real, x, atol=1e-6))
     True
     """
+
+    settings = ("mask",)
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
@@ -128,6 +134,8 @@ class MultiCoilMRI(_MRIOperator):
     >>> bool(torch.allclose(op.AT(op.A(x)).real, x, atol=1e-5))
     True
     """
+
+    settings = ("mask", "n_coils")
 
     def __init__(self, mask: torch.Tensor, sensitivities: torch.Tensor):
         super().__init__()

@@ -94,6 +94,8 @@ class Inpaint(LinearOperator):
     12.0
     """
 
+    settings = ("mask",)
+
     def __init__(self, mask: torch.Tensor):
         super().__init__()
         self.register_buffer("mask", check_mask(mask))
@@ -113,6 +115,10 @@ class Inpaint(LinearOperator):
     def AT(self, y):
         return y * self._mask_for(y, "y")
 
+    def measured(self, y):
+        """y with the unmeasured (masked-out) entries set to zero."""
+        return y * self._mask_for(y, "y")
+
     def svd(self, x=None):
         return SVD(_identity, _identity, _identity, _identity, self.mask)
 
@@ -129,6 +135,8 @@ class Downsample(LinearOperator):
     >>> Downsample(2).A(torch.ones(1, 1, 4, 4)).shape
     torch.Size([1, 1, 2, 2])
     """
+
+    settings = ("factor",)
 
     def __init__(self, factor: int):
         super().__init__()
@@ -165,6 +173,8 @@ class Colorize(LinearOperator):
     >>> Colorize().A(torch.ones(1, 3, 2, 2)).shape
     torch.Size([1, 1, 2, 2])
     """
+
+    settings = ("weights",)
 
     def __init__(self, weights=(1 / 3, 1 / 3, 1 / 3)):
         super().__init__()

@@ -104,7 +104,11 @@ def mcg(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, alpha: float = 1.0, co
         return (lik.residual(x0).abs() ** 2).flatten(1).sum(1)
     for i in steps(len(levels) - 1, progress, "mcg"):
         sigma, sigma_next = levels[i], levels[i + 1]
-        grad, x0_hat, L = tweedie_grad(D, x, sigma_b[i], norm_r)
+        if alpha:
+            grad, x0_hat, L = tweedie_grad(D, x, sigma_b[i], norm_r)
+        else:                                   # projection only: no backward pass needed
+            with torch.no_grad():
+                x0_hat = D(x, sigma_b[i])
         report(callback, i, x, sigma, sigma_next, x0_hat)
         x = ddpm_step(x, x0_hat, sigma, sigma_next, noise(x, generator))
         if alpha:
