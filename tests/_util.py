@@ -16,3 +16,26 @@ def gen(seed: int = 0) -> torch.Generator:
     True
     """
     return torch.Generator().manual_seed(seed)
+
+
+def unit_directions(n: int = 64, d: int = 2, seed: int = 123) -> torch.Tensor:
+    """n fixed random unit vectors in R^d (float64), the projections of a sliced Wasserstein distance."""
+    theta = torch.randn(n, d, generator=gen(seed), dtype=torch.float64)
+    return theta / theta.norm(dim=1, keepdim=True)
+
+
+def reference_quantiles(ref: torch.Tensor, n: int, theta: torch.Tensor) -> torch.Tensor:
+    """Projections of a large exact set (m n points) at the n plotting positions (k + 1/2)/n: (n, len(theta))."""
+    m = ref.shape[0] // n
+    return (ref @ theta.T).sort(0).values[m // 2::m][:n]
+
+
+def sliced_w2(x: torch.Tensor, ref_q: torch.Tensor, theta: torch.Tensor) -> float:
+    """Sliced Wasserstein-2 distance of the point set x (n, d) to a reference given by its quantiles.
+
+    >>> th = unit_directions(8)
+    >>> x = torch.randn(100, 2, generator=gen(0), dtype=torch.float64)
+    >>> sliced_w2(x, reference_quantiles(x, 100, th), th)
+    0.0
+    """
+    return float((((x @ theta.T).sort(0).values - ref_q) ** 2).mean().sqrt())

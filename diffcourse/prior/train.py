@@ -46,8 +46,9 @@ __all__ = ["TrainConfig", "PRESETS", "DATA_SOURCES", "phantom_batch", "brain_bat
 
 
 #: Training data: "phantoms" (head-like slices and ellipses, :func:`phantom_batch`) or "brain" (posed
-#: MNI152 slices in mixed synthetic contrasts, :func:`brain_batch`).
-DATA_SOURCES = ("phantoms", "brain")
+#: MNI152 slices in mixed synthetic contrasts, :func:`brain_batch`), "brain_coronal" (the same in
+#: coronal orientation: the perpendicular prior of TPDM, Lee et al., ICCV 2023).
+DATA_SOURCES = ("phantoms", "brain", "brain_coronal")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class TrainConfig:
 #: 4 s on a busy shared machine, where one thread beats two (threads stall waiting for each other).
 #: Stopping at a checkpoint after N steps equals ``--steps N`` (constant learning rate after warm-up).
 BRAIN64_STEPS = 5000
+#: Steps of ``brain64_coronal``: fewer, so that it trains within a session beside ``brain64``.
+BRAIN64_CORONAL_STEPS = 3000
 
 #: Named presets for the command line. ``phantom64`` is the shipped prior; ``tiny`` is the model
 #: lesson 05 trains in about 40 s on a laptop CPU (600 steps of batch 8 at 32 x 32).
@@ -101,21 +104,25 @@ PRESETS: dict[str, TrainConfig] = {
                                        attention_at_bottom=False)),
     # the phantom64 network on real anatomy (2 h on an idle CPU thread)
     "brain64": TrainConfig(steps=BRAIN64_STEPS, data="brain"),
+    # the same network on coronal slices (the second, perpendicular prior of TPDM)
+    "brain64_coronal": TrainConfig(steps=BRAIN64_CORONAL_STEPS, data="brain_coronal"),
 }
 
 
-def brain_batch(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """n training images: posed axial MNI152 slices outside the held-out slab, each in a random
-    (synthetic) contrast; see :func:`diffcourse.data.brain_slices`."""
+def brain_batch(n: int, size: int, generator: torch.Generator, orientation: str = "axial") -> torch.Tensor:
+    """n training images: posed MNI152 slices (axial by default) outside the held-out slab, each in a
+    random (synthetic) contrast; see :func:`diffcourse.data.brain_slices`."""
     from .. import data
 
-    return data.brain_slices(n, size, generator, contrast="mixed", split="train")
+    return data.brain_slices(n, size, generator, orientation=orientation, contrast="mixed", split="train")
 
 
 def training_batch(config: "TrainConfig", generator: torch.Generator) -> torch.Tensor:
     """One batch of the configured training data (B, 1, size, size) in [0, 1]."""
     if config.data == "brain":
         return brain_batch(config.batch_size, config.size, generator)
+    if config.data == "brain_coronal":
+        return brain_batch(config.batch_size, config.size, generator, orientation="coronal")
     return phantom_batch(config.batch_size, config.size, generator, config.head_fraction)
 
 
@@ -241,9 +248,28 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     return ema.eval(), state
 
 
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path: str | os.PathLike, root: str | os.PathLike = _REPO) -> str:
+    """``path`` as a recorded command shows it: relative to the repository ``root`` when it lies
+    inside it; else as given when it is relative; else (an absolute path elsewhere, which would
+    only record the machine it ran on) its last component alone.
+
+    >>> portable_path(_REPO / "runs" / "phantom64"), portable_path("/root/runs/phantom64")
+    ('runs/phantom64', 'phantom64')
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else path.name
+
+
 def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<preset>") -> dict:
     """Write the EMA weights of ``run_dir``'s checkpoint to ``out`` (.pt) and its provenance to
-    ``out`` with suffix .json (settings, revision, steps, final loss, SHA-256 of the .pt)."""
+    ``out`` with suffix .json (settings, revision, steps, final loss, SHA-256 of the .pt, and the
+    command that reproduces it, with paths relative to the repository: :func:`portable_path`)."""
     import hashlib
     import json
 
@@ -262,7 +288,7 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<p
         "torch": torch.__version__,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
         "command": (f"python -m diffcourse.prior.train --preset {preset} --steps {saved['step']} "
-                    f"--run-dir {run_dir} --export {out}"),
+                    f"--run-dir {portable_path(run_dir)} --export {portable_path(out)}"),
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
