@@ -89,7 +89,15 @@ def check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str
 def as_sigma(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     """Return ``sigma`` as a tensor of shape (B, 1, ..., 1) broadcastable against ``x`` (B, ...).
 
-    Accepts a Python number, a 0-d tensor or a tensor of shape (B,). Negative values are refused.
+    Accepts a Python number, a 0-d tensor or a tensor of shape (B,). Negative, NaN and infinite
+    values are refused (a NaN noise level would otherwise turn the whole output into NaN).
+
+    >>> as_sigma(0.5, torch.zeros(2, 1, 4, 4)).shape
+    torch.Size([2, 1, 1, 1])
+    >>> as_sigma(float("nan"), torch.zeros(2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma must be a finite number >= 0 (a noise level), got nan
     """
     real_dtype = x.real.dtype if x.is_complex() else x.dtype
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
@@ -106,8 +114,11 @@ def as_sigma(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
                              f"(one value per batch element), got {sigma.numel()} values")
     else:
         raise TypeError(f"{name} must be a number or a torch.Tensor, got {type(sigma).__name__}")
-    if bool((sigma < 0).any()):
-        raise ValueError(f"{name} must be >= 0, got min {sigma.min().item():.3g}")
+    bad = ~torch.isfinite(sigma) | (sigma < 0)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be a finite number >= 0 (a noise level), got "
+                         f"{sigma[bad][0].item():.3g}" + (f" at index {int(bad.nonzero()[0])}"
+                                                        if sigma.numel() > 1 and not bool(bad.all()) else ""))
     return sigma.reshape(-1, *([1] * (x.ndim - 1)))
 
 

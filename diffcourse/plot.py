@@ -36,24 +36,28 @@ def _as_frames(images, name: str) -> list[torch.Tensor]:
 
 def show_images(images, titles: Sequence[str] | None = None, *, ncols: int | None = None,
                 vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "gray",
-                size: float = 2.5, colorbar: bool = False):
+                size: float = 2.5, colorbar: bool = False, suptitle: str | None = None):
     """Show images in a grid; returns the Figure.
 
     ``images``: a tensor (B, C, H, W), (C, H, W) or (H, W) with C in {1, 3}, or a list of such
     tensors (each may have its own size); complex images are shown by magnitude. One title per
     image. ``vmin``/``vmax`` fix the grey-level range (``None`` lets each panel scale itself);
-    colour images are clipped to [0, 1].
+    colour images are clipped to [0, 1]. ``suptitle`` titles the whole figure.
 
-    >>> fig = show_images(torch.rand(2, 1, 8, 8), ["a", "b"])
-    >>> len(fig.axes)
-    2
+    The figure uses matplotlib's constrained layout, which is recomputed whenever the figure is
+    drawn: a title added afterwards (``plt.suptitle(...)``) also gets room above the top row.
+
+    >>> fig = show_images(torch.rand(2, 1, 8, 8), ["a", "b"], suptitle="two images")
+    >>> len(fig.axes), fig.get_suptitle()
+    (2, 'two images')
     """
     frames = _as_frames(images, "images")
     if titles is not None and len(titles) != len(frames):
         raise ValueError(f"titles must have one entry per image ({len(frames)}), got {len(titles)}")
     ncols = min(len(frames), ncols or 6)
     nrows = -(-len(frames) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
+                             layout="constrained")
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= len(frames):
@@ -64,7 +68,8 @@ def show_images(images, titles: Sequence[str] | None = None, *, ncols: int | Non
             ax.set_title(titles[k], fontsize=9)
         if colorbar and frames[k].ndim == 2:
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
+    if suptitle is not None:
+        fig.suptitle(suptitle)
     return fig
 
 

@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/00_inverse_problems.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint bf2c937f9b664158: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 00 · Inverse problems — exercises
@@ -83,7 +85,7 @@ plt.show()
 # ## Exercise 2 · One iteration of ADMM-TV
 #
 # ADMM for $\min_x \tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}(x)$, with the split $z = \nabla x$
-# and a scaled dual variable $u$ (Boyd et al. 2011, §6.4; algorithms card 29):
+# and a scaled dual variable $u$ (Boyd et al., Found. Trends Mach. Learn. 2011, §6.4):
 #
 # $$ \begin{aligned}
 #   x &\leftarrow (A^\top A + \rho\,\nabla^\top\nabla)^{-1}\big(A^\top y + \rho\,\nabla^\top(z - u)\big) \\

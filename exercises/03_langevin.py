@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/03_langevin.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint 2de005466cfe45fb: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 03 · Langevin dynamics — exercises
@@ -101,9 +103,10 @@ def step_sizes(sigmas, eps):
 check_step_sizes(step_sizes)
 
 # %% [markdown]
-# **The factor 2 in the wild.** The NCSN paper quotes $\epsilon = 2\times10^{-5}$, but its code uses
-# `step_lr = 2e-5` as the code-form $\delta$, i.e. $\epsilon = 2\delta = 4\times10^{-5}$ in our form
-# (reference card 5). With the ladder of NCSN's configuration ($\sigma$: 1 → 0.01, 10 levels; card 3), the reference
+# **The factor 2 in the wild.** The NCSN paper (Song & Ermon, NeurIPS 2019, Sec. 5) quotes
+# $\epsilon = 2\times10^{-5}$, but its official code uses `step_lr = 2e-5` as the code-form $\delta$,
+# i.e. $\epsilon = 2\delta = 4\times10^{-5}$ in our form. With the ladder of NCSN's configuration
+# ($\sigma$: 1 → 0.01, 10 levels, geometric), the reference
 # answer gives these steps — and the drift-to-noise ratio $\sqrt{\alpha_i}/(2\sigma_i)$ is indeed
 # constant:
 

@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/04_diffusion_samplers.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint 54d3c8606e1fab48: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 04 · Diffusion samplers — exercises
@@ -46,7 +48,7 @@ exact = p.sample(1000, generator=gen)
 # %% [markdown]
 # ## Exercise 1 · One DDIM step
 #
-# DDIM (Song, Meng & Ermon 2021, Eq. 12) moves a VP state $x_t$ with noise prediction $\hat\epsilon$ to the
+# DDIM (Song, Meng & Ermon, ICLR 2021, Eq. 12) moves a VP state $x_t$ with noise prediction $\hat\epsilon$ to the
 # level $\bar\alpha_{t'}$ (with $\bar\alpha_{t'} > \bar\alpha_t$: less noise) by
 #
 # $$ \hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon}{\sqrt{\bar\alpha_t}},\qquad
@@ -55,7 +57,7 @@ exact = p.sample(1000, generator=gen)
 #
 # Complete `ddim_step` for a given noise draw `z` (same shape as `x_t`); `alpha_bar`,
 # `alpha_bar_next` and `eta` are numbers. Careful: the variance of the fresh noise is
-# $\eta^2\tilde\beta$, not $\eta\tilde\beta$ (a slip found on a slide).
+# $\eta^2\tilde\beta$, not $\eta\tilde\beta$ (a slip easily made, and seen in presentations).
 
 # %%
 def ddim_step(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):

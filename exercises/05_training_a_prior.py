@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/05_training_a_prior.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint bfc949c3e52e116d: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 05 · Training a prior — exercises
@@ -271,8 +273,8 @@ with torch.no_grad():
 p_noisy, p_base, p_den = (metrics.psnr(v, x_clean) for v in (noisy, base, den))
 print(f"PSNR: noisy {p_noisy.mean():.1f} dB, untrained (Gaussian) {p_base.mean():.1f} dB, "
       f"tiny prior after {quick.steps} steps {p_den.mean():.1f} dB")
-show_images(torch.cat([x_clean, noisy.clamp(0, 1), base.clamp(0, 1), den.clamp(0, 1)]), ncols=4, size=1.6)
-plt.suptitle("rows: clean, noisy (σ = 0.2), untrained network, tiny prior")
+show_images(torch.cat([x_clean, noisy.clamp(0, 1), base.clamp(0, 1), den.clamp(0, 1)]), ncols=4, size=1.6,
+            suptitle="rows: clean, noisy (σ = 0.2), untrained network, tiny prior")
 plt.show()
 assert (p_den > p_base + 3).all() and (p_den > p_noisy + 4).all()
 

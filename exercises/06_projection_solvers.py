@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/06_projection_solvers.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint e217d0ea522896e9: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 06 · Projection solvers — exercises

@@ -6,6 +6,8 @@
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `solutions/08_mcg_geometry.py`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint 0deaa0128aa56409: lets the generator tell its own output from a file edited by hand.)
 
 # %% [markdown]
 # # 08 · MCG and geometry — exercises

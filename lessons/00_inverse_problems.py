@@ -23,9 +23,11 @@
 # 4. Tell apart three answers to "which $x$?": the **MAP** estimate, the **MMSE** estimate
 #    (posterior mean) and **posterior samples**, on a small bimodal example where they disagree.
 #
-# Seeds: Fessler (PaDIS talk: under-determined problems, "$\hat x = A^+ y = y$ for inpainting",
-# Bayesian MAP / MMSE / sampling), Meng (DMPS talk: examples of $A$, sparsity as a Laplace prior,
-# "the more you know a priori the less you need").
+# Further reading: J. Kaipio & E. Somersalo, *Statistical and Computational Inverse Problems*
+# (Springer, 2005), ch. 3 (MAP, conditional mean, sampling); A. M. Stuart, *Inverse problems: a
+# Bayesian perspective*, Acta Numerica 19 (2010); S. Boyd et al., *Distributed optimization and
+# statistical learning via ADMM*, Found. Trends Mach. Learn. 3 (2011); L. Rudin, S. Osher &
+# E. Fatemi, *Nonlinear total variation based noise removal algorithms*, Physica D 60 (1992).
 
 # %%
 import math
@@ -81,9 +83,9 @@ x_rgb = rgb_images(1, 64, generator=gen(0))  # (1, 3, 64, 64) for colorization
 # | sparse-view CT | Radon transform at 20 angles | sinogram |
 # | CS-MRI ×4 | $P F$: 2-D Fourier transform, keep 25 % of k-space ($P$) | k-space samples |
 #
-# (Meng's slides write super-resolution as $A = (I\otimes k^\top)P$ and colorization as
-# $(Ax)_i = k^\top p_i$ with $k = (\frac13,\frac13,\frac13)$ — the same operators; the transcript reads
-# $\frac12$, which we take for a slip: the standard colorization operator averages with $\frac13$.) Every operator in
+# (The same operators are often written as $A = (I\otimes k^\top)P$ for super-resolution, $k$ the
+# averaging kernel of one block, and $(Ax)_i = k^\top p_i$ for colorization, $p_i$ the RGB values of
+# pixel $i$ and $k = (\frac13,\frac13,\frac13)$: colorization averages the three channels.) Every operator in
 # `diffcourse.physics` is an object with `A(x)` and `AT(y)`; the noise is added outside it (here
 # white Gaussian noise with a level $\sigma_y$ per task; `diffcourse.physics.noise` has Poisson and
 # quantisation models too).
@@ -236,8 +238,8 @@ plt.show()
 # **minimum-norm** solution $A^+ y$ sets it to zero; it is what conjugate gradients on
 # $A^\top A x = A^\top y$ returns when started from $0$ (the iterates never leave
 # $\mathcal R(A^\top)$). For inpainting, $A = \operatorname{diag}(m)$ is an orthogonal projector,
-# so $A^+ = A$ and $A^+ y = y$: the missing pixels stay at zero (Fessler's slide: *"unique but
-# usually impractical or useless"*).
+# so $A^+ = A$ and $A^+ y = y$: the missing pixels stay at zero — a unique answer, but a useless
+# one.
 
 # %%
 inpaint, _, _ = tasks["inpainting (70% missing)"]

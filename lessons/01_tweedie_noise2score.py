@@ -19,11 +19,12 @@
 # 4. Learn the score of noisy data from the noisy data (AR-DAE) and denoise with it: **Noise2Score**.
 # 5. See that SURE *is* implicit score matching: "Noise2X and SURE are score-based approaches".
 #
-# Seed: Ye (KAIST talk, the Noise2Score part). Conventions of the course, where sources disagree:
-# the Gamma row uses $T(y) = [\log y,\ y]$ (the talk's table prints $[\log y, -y]$, which flips a
-# sign; reference card 1); SURE keeps the constant $-d\sigma^2$ so that it estimates the MSE itself
-# (the talk drops it: a constant, irrelevant for training); scaled Poisson noise is
-# $y = \zeta\,\mathrm{Poisson}(x/\zeta)$ as in the Noise2Score code.
+# Conventions of the course, where presentations of this material differ: the Gamma row uses
+# $T(y) = [\log y,\ y]$ (a version of the table that circulates in talks lists $[\log y, -y]$, which
+# with $\eta = [\alpha-1, -\beta/x]$ flips the sign of the exponent; the estimator column is right
+# either way); SURE keeps the constant $-d\sigma^2$ so that it estimates the MSE itself (it is often
+# dropped: a constant, irrelevant for training); scaled Poisson noise is
+# $y = \zeta\,\mathrm{Poisson}(x/\zeta)$ as in the official Noise2Score code (Kim & Ye, NeurIPS 2021).
 
 # %%
 import math
@@ -234,7 +235,7 @@ plt.show()
 # $\exp\mathbb E[\log x\mid y] \le \mathbb E[x\mid y]$, so the estimate is **biased low** — and at very
 # low counts the approximation $\psi(y+1)\approx\log(y+\tfrac12)$ adds a second, smaller bias.
 #
-# Test case with everything in closed form (reference card 1, test 2): $x\sim\mathrm{Gamma}(a, \text{rate } b)$.
+# Test case with everything in closed form (a conjugate pair): $x\sim\mathrm{Gamma}(a, \text{rate } b)$.
 # The marginal is negative binomial; its continuous extension
 # $\log p(y) = \log\Gamma(a+y) - \log\Gamma(y+1) - y\log(1+b) + \text{const}$ gives the score by
 # autograd, and the posterior is $\mathrm{Gamma}(a+y,\ 1+b)$ with mean $(a+y)/(1+b)$.

@@ -18,7 +18,6 @@
 # 5. Train a small network for a few seconds and compare **learned and exact score fields** of a 2-D
 #    Gaussian mixture: accurate where the data are, wrong where they are not.
 #
-# Seeds: Ye (KAIST talk), Fessler (PaDIS talk), Meng (DMPS talk), Dimos (SBIM thesis defence).
 # Conventions of the course (`diffcourse.prior.losses`): every loss is per sample, summed over the
 # values of a sample, shape (B,); DSM carries the $\tfrac12$ and the weight $\lambda(\sigma)=\sigma^2$,
 # $\tfrac12\|\sigma s_\theta(x_0+\sigma z,\sigma) + z\|^2$ (ncsn's `anneal_power = 2`).
@@ -117,7 +116,7 @@ assert argmin["DSM, sigma = 0.15"] < 0.95
 # is explicit score matching **for the noisy density** $p_\sigma = p * \mathcal N(0,\sigma^2 I)$, with no
 # trace and no unknown target. For data $\mathcal N(\mu,\tau^2 I_d)$ the optimum is
 # $s^* = -(\tilde x-\mu)/(\tau^2+\sigma^2)$ and the $\sigma^2$-weighted loss there equals
-# $\tfrac12 d\,\tau^2/(\tau^2+\sigma^2)$ (card 3), not zero: $z$ cannot be predicted from $\tilde x$.
+# $\tfrac12 d\,\tau^2/(\tau^2+\sigma^2)$, not zero: $z$ cannot be predicted from $\tilde x$.
 #
 # **DAE ≈ score.** With $D(\tilde x,\sigma) = \tilde x + \sigma^2 s(\tilde x,\sigma)$ (Tweedie),
 # $\sigma s + z = (D - x)/\sigma$, so $\tfrac12\|\sigma s + z\|^2 = \|D(\tilde x,\sigma) - x\|^2/(2\sigma^2)$:
@@ -170,8 +169,9 @@ assert abs(var_gauss / (2 * fro2) - 1) < 0.05 and abs(var_rad / (2 * (fro2 - dia
 
 
 # %% [markdown]
-# Dimos's thesis notes that DSM was preferred in practice because it is "slightly faster"; in high
-# dimension it also avoids second derivatives entirely. The rest of the course uses DSM.
+# In practice DSM is preferred: it is slightly faster than SSM (one network evaluation per sample,
+# no Jacobian-vector product), and in high dimension it avoids second derivatives entirely. The rest
+# of the course uses DSM.
 #
 # ## 4. Noise-conditional score networks and the $\sigma^2$ weighting
 #

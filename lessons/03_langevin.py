@@ -18,8 +18,7 @@
 #    shells, and why neighbouring noise levels must overlap (NCSNv2, Song & Ermon 2020).
 #
 # Everything runs on the exact Gaussian-mixture testbed `diffcourse.prior.toy.GaussianMixture`, so
-# every sample can be compared with the truth. Seeds: Ye (KAIST talk), Chung (MCG/DPS talk),
-# Meng (DMPS talk), Dimos (SBIM thesis defence).
+# every sample can be compared with the truth.
 
 # %%
 import math
@@ -49,18 +48,20 @@ F64 = torch.float64
 # constant of $p$ (Parisi 1981; Welling & Teh 2011).
 #
 # **Discretisation.** Euler–Maruyama with time step $\delta$ gives the update found in code
-# (ncsn, ncsnv2, score_sde's corrector, csgm-mri-langevin) and on the Ye and Meng slides:
+# (the official ncsn, ncsnv2, score_sde corrector and csgm-mri-langevin repositories) and in many
+# presentations:
 #
 # $$ \text{code form:}\qquad x \leftarrow x + \delta\, s(x) + \sqrt{2\delta}\, z, \qquad z\sim\mathcal N(0, I). $$
 #
-# Papers (NCSN Alg. 1, the Dimos and PaDIS slides) write the same step with $\alpha = 2\delta$:
+# Papers (Song & Ermon, NeurIPS 2019, Alg. 1; Welling & Teh, ICML 2011, Eq. 4) write the same step
+# with $\alpha = 2\delta$:
 #
 # $$ \text{paper form:}\qquad x \leftarrow x + \tfrac{\alpha}{2}\, s(x) + \sqrt{\alpha}\, z . $$
 #
 # **Convention of this course.** `diffcourse.prior.samplers.langevin(D, x, sigma, alpha=...)` and
 # `annealed_langevin` use the **paper form**; a step $\delta$ (`step_lr`) copied from official code
 # is passed as `alpha = 2 * delta`. (The NCSN paper quotes $\epsilon = 2\times10^{-5}$ while its
-# code uses `step_lr = 2e-5` in the code form — a factor 2 apart; reference card 5.)
+# official code uses `step_lr = 2e-5` in the code form: the paper and its code are a factor 2 apart.)
 #
 # Our samplers take a **denoiser** $D(x,\sigma)$ and use the score $s = (D(x,\sigma)-x)/\sigma^2$ of
 # the smoothed density $p_\sigma = p * \mathcal N(0,\sigma^2 I)$. Plain Langevin on $p$ itself is the
@@ -130,7 +131,7 @@ assert abs(hot / 2 - 1) < 0.08 and abs(cold / 0.5 - 1) < 0.08
 # (denoising) score matching, $\mathbb E_{p}\,\|s_\theta - \nabla\log p\|^2$: errors are weighted by
 # $p$, so where $p$ is tiny the network is **never told what the score is** (we measure how little data
 # lies there below; lesson 02 shows the learned score's error growing in such regions) (Song & Ermon 2019,
-# §3.2.1; Meng's slide "estimated scores are only accurate in high density regions"). Let
+# §3.2.1: estimated scores are only accurate in high-density regions). Let
 # $R = \{x : p(x) < 10^{-3}\max p\}$ be the low-density region of the square $[-8, 8]^2$.
 
 # %%
@@ -330,7 +331,7 @@ assert var_final < 0.6 * tau ** 2
 #
 # The density is largest at $z = 0$, yet in high dimension no sample comes anywhere near it: the
 # mass sits on a thin shell of radius $\sqrt d$ (the Gaussian annulus theorem; Blum, Hopcroft &
-# Kannan 2020, ch. 2; Ye's slide "concentration of measures"). A $64\times64$ image has
+# Kannan 2020, ch. 2: concentration of measure). A $64\times64$ image has
 # $d = 4096$. (At $d = 2$ the large-$d$ formulas are rough: $\|z\|$ is Rayleigh, with relative spread
 # $\sqrt{(2-\pi/2)/2} = 0.46$ instead of $0.5$.)
 
@@ -395,7 +396,8 @@ assert (ratio - 1).abs().max().item() < 0.02
 #
 # and NCSNv2 (Song & Ermon 2020, technique 2) chooses $\gamma$ so that it is $\approx 0.5$. We solve for
 # that $\gamma^*$ at $d=4096$, measure the overlap by sampling, and compare with the 10-level
-# ladder $1\to0.01$ of NCSN (reference card 3) and with the NCSNv2 configurations of card 5.
+# ladder $1\to0.01$ of NCSN (Song & Ermon 2019, Sec. 5) and with the ladders of the official NCSNv2
+# configurations (CIFAR-10: 232 levels from 50 to 0.01; FFHQ: 2311 levels from 348 to 0.01).
 
 # %%
 def overlap(gamma, dim):

@@ -23,7 +23,6 @@
 #
 # Everything runs on the exact Gaussian-mixture testbed, whose denoiser $D(x,\sigma) = \mathbb
 # E[x_0\mid x_0+\sigma z = x]$ is known in closed form: every error below is the sampler's own.
-# Seeds: Ye (KAIST talk), Meng (DMPS talk), Dimos (SBIM thesis defence).
 
 # %%
 import math
@@ -185,22 +184,22 @@ assert mean_err < 1e-12 and var_err < 1e-12
 # $$ x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon(x_t)\Big) + \sqrt{\tilde\beta_t}\,z ,$$
 #
 # or with the score $\nabla\log p_t = -\hat\epsilon/\sqrt{1-\bar\alpha_t}$: $x_{t-1} = (x_t+\beta_t\nabla\log p_t)/\sqrt{\alpha_t} + \sqrt{\tilde\beta_t} z$.
-# (Meng's slide writes the noise as $\beta_t z_t$; its standard deviation is $\sqrt{\beta_t}$ or
-# $\sqrt{\tilde\beta_t}$.) We use $\sigma_t^2 = \tilde\beta_t$, the choice for which DDIM with $\eta = 1$ is DDPM.
+# (The noise term is sometimes written $\beta_t z_t$; its standard deviation is $\sqrt{\beta_t}$ or
+# $\sqrt{\tilde\beta_t}$, Ho et al. 2020, Sec. 3.2.) We use $\sigma_t^2 = \tilde\beta_t$, the choice for which DDIM with $\eta = 1$ is DDPM.
 
 # %% [markdown]
 # ## 2. One family: the VE ↔ VP ↔ flow bijection
 #
-# Divide the VP state by $\sqrt{\bar\alpha_t}$ (Kawar et al. 2022, App. B; Dimos's slides):
+# Divide the VP state by $\sqrt{\bar\alpha_t}$ (Kawar et al., NeurIPS 2022, App. B):
 #
 # $$ \frac{x^{\rm VP}_t}{\sqrt{\bar\alpha_t}} = x_0 + \sqrt{\tfrac{1-\bar\alpha_t}{\bar\alpha_t}}\; z = x^{\rm VE}_\sigma
 #    \quad\text{with}\quad \sigma_t^2 = \frac{1-\bar\alpha_t}{\bar\alpha_t},\qquad \bar\alpha_t = \frac{1}{1+\sigma_t^2}. $$
 #
-# A **rectified flow** state $x_t = (1-t)x_0 + t z$ (Liu et al. 2023; $t=0$ data, $t=1$ noise, Meng's
-# convention) is $(1-t)\big(x_0 + \tfrac{t}{1-t}z\big)$: the VE state at $\sigma = t/(1-t)$, scaled by
+# A **rectified flow** state $x_t = (1-t)x_0 + t z$ (Liu et al., ICLR 2023, with time reversed:
+# $t=0$ data, $t=1$ noise, as in Esser et al., ICML 2024) is $(1-t)\big(x_0 + \tfrac{t}{1-t}z\big)$: the VE state at $\sigma = t/(1-t)$, scaled by
 # $1-t = 1/(1+\sigma)$. All three are $x_0 + \sigma z$ at some scale. Densities follow:
 # $p^{\rm VP}_t(y) \propto p^{\rm VE}_\sigma(y/\sqrt{\bar\alpha})$, hence the scores
-# $s_{\rm VP}(y) = s_{\rm VE}(y/\sqrt{\bar\alpha},\sigma)/\sqrt{\bar\alpha}$ (card 11) and the noise
+# $s_{\rm VP}(y) = s_{\rm VE}(y/\sqrt{\bar\alpha},\sigma)/\sqrt{\bar\alpha}$ and the noise
 # $\epsilon = -\sigma\, s_{\rm VE} = -\sqrt{1-\bar\alpha}\, s_{\rm VP}$. One VE denoiser therefore serves every
 # sampler below; the library's samplers all run in VE coordinates.
 #
@@ -261,8 +260,8 @@ assert gap_vp_ve < 1e-8
 #
 # The direction term keeps the variance $1-\bar\alpha_{t'}$: fresh noise $\sigma_\eta z$ plus the old
 # noise $\hat\epsilon$. $\eta = 1$ gives back DDPM; $\eta = 0$ is deterministic (an *implicit* model).
-# (Dimos's slide writes $\sigma_t^2 = \eta\tilde\beta_t$; the paper's is $\eta^2\tilde\beta_t$ — the same at
-# $\eta\in\{0,1\}$; card 8.) Divided by $\sqrt{\bar\alpha_{t'}}$, in VE coordinates:
+# (This is Song, Meng & Ermon, ICLR 2021, Eq. 12 and 16: $\sigma_t^2 = \eta^2\tilde\beta_t$. Writing
+# $\eta\tilde\beta_t$ instead, a slip seen in presentations, agrees only at $\eta\in\{0,1\}$.) Divided by $\sqrt{\bar\alpha_{t'}}$, in VE coordinates:
 #
 # $$ x' = \hat x_0 + \sqrt{\sigma'^2-c^2}\;\frac{x-\hat x_0}{\sigma} + c\,z,\qquad c = \eta\,\sigma'\sqrt{1-\sigma'^2/\sigma^2}. $$
 #
@@ -331,7 +330,7 @@ plt.show()
 # set by a target signal-to-noise ratio $r$: $\epsilon = 2(r\|z\|/\|s\|)^2$, so that
 # $\|\epsilon s\| / \|\sqrt{2\epsilon}z\| = r$ exactly ($r = 0.16$ for CIFAR-10). **Order**: the paper's
 # algorithm runs predictor then corrector; the official code (and our `predictor_corrector`) runs the
-# corrector first at each level, then the predictor (card 6; the difference is negligible).
+# corrector first at each level, then the predictor (the difference is negligible).
 #
 # The snr rule needs many dimensions: $\|z\|/\|s\|$ of a single 2-D point is heavy-tailed, and a
 # rare huge step throws the point far away. The official code averages the norms over the batch;
@@ -395,7 +394,7 @@ assert flow_vs_ddim < 1e-10
 # ## 6. Error against the number of steps
 #
 # **Order.** For a Gaussian $\mathcal N(\mu,\mathrm{diag}(\lambda))$ the PF-ODE is linear and solvable:
-# $x(\sigma) = \mu + (x(\sigma_0)-\mu)\sqrt{(\lambda+\sigma^2)/(\lambda+\sigma_0^2)}$ (card 9). We integrate from
+# $x(\sigma) = \mu + (x(\sigma_0)-\mu)\sqrt{(\lambda+\sigma^2)/(\lambda+\sigma_0^2)}$ (solve $dx/d\sigma = (x - D)/\sigma$). We integrate from
 # $\sigma_0 = 40$ to $0.01$ (not to 0: there every method ends with the same Euler step) and measure
 # the error of DDIM (Euler) and Heun against this exact map. A method of order $k$ has error
 # $\propto n^{-k}$: a slope $-k$ in a log–log plot.
@@ -453,7 +452,7 @@ assert all(pts[-1][1] < 2 * floor for pts in curves.values())
 # %% [markdown]
 # ## 7. SBIM: a DDIM for score models — and why its published form under-disperses
 #
-# Dimos (thesis defence, slides 62–66) wants DDIM driven by a VE score model $s_{\rm VE}$. Starting
+# Dimos (diploma thesis, NTUA 2022) wants DDIM driven by a VE score model $s_{\rm VE}$. Starting
 # from the VP DDIM step, the derivation substitutes $\epsilon_\theta = -\sqrt{1-\bar\alpha_t}\,s_{\rm VE}$ — but that
 # relation holds for the **VP** score; for the VE score it is $\epsilon = -\sigma_t s_{\rm VE}$ (section 2).
 # Carried through, the published update ("Score-based Implicit Model") is
@@ -462,7 +461,7 @@ assert all(pts[-1][1] < 2 * floor for pts in curves.values())
 #    \qquad\text{vs}\qquad \text{VE-DDIM:}\quad x_{t-1} = x_t + \sigma_t(\sigma_t-\sigma_{t-1})\,s_{\rm VE}(x_t,\sigma_t), $$
 #
 # the DDIM step times $\sqrt{\bar\alpha_t} = 1/\sqrt{1+\sigma_t^2}$: the same at small $\sigma$, but 232 times
-# too small at $\sigma = 232$ (card 11). The code starts from $x_T\sim\mathcal N(0,I)$, not
+# too small at $\sigma = 232$. The official code (d-dimos/thesis_ntua_sbim) starts from $x_T\sim\mathcal N(0,I)$, not
 # $\mathcal N(0,\sigma_{\max}^2 I)$. Tiny steps at large $\sigma$ leave that start nearly untouched, and the
 # later, correct-size steps contract it like a denoiser: the output is pulled towards the modes.
 # We measure it first on $\mathcal N(0, 0.5^2)$ with the NCSN-MRI ladder $\sigma$: 232 → 0.0066 (100
@@ -482,7 +481,7 @@ print(f"N(0, 0.5^2): VE-DDIM std {std_ddim:.3f}; SBIM from N(0, 1) {std_sbim:.3f
 print(f"mixture: SBIM std / true std = {spread:.2f}, weight error {weight_error(runs['SBIM']):.2f}")
 
 # %%
-# Claims (card 11): VE-DDIM recovers std 0.5 within 5 %; SBIM from N(0, I) ends near 0.23, below
+# Claims: VE-DDIM recovers std 0.5 within 5 %; SBIM from N(0, I) ends near 0.23, below
 # 0.7x the truth; from N(0, sigma_max^2) it does not contract at all. On the mixture SBIM's std is
 # below 0.7x the truth and its weights are off by more than 0.1.
 assert abs(std_ddim / 0.5 - 1) < 0.05

@@ -48,8 +48,8 @@ torch.manual_seed(0)
 # %%
 g = torch.Generator().manual_seed(0)
 batch = phantom_batch(16, 64, g)
-show_images(batch, ncols=8, size=1.6)
-plt.suptitle("a training batch: head slices and random ellipses")
+show_images(batch, ncols=8, size=1.6,
+            suptitle="a training batch: head slices and random ellipses")
 plt.show()
 
 # %% [markdown]
@@ -105,7 +105,7 @@ assert abs(loss - closed_form) < 0.02 * closed_form
 # ## 3. One prior, four parameterizations
 #
 # Papers train networks to predict different things. All are the same prior seen through
-# Tweedie's formula (Karras et al. 2022, Sec. 2; card 0 of the reference):
+# Tweedie's formula (Karras et al., NeurIPS 2022, Sec. 2 and Table 1; Efron, JASA 2011):
 #
 # | prediction | formula in terms of $D$ | used by |
 # |---|---|---|
@@ -179,8 +179,8 @@ with torch.no_grad():
     den = tiny_D(noisy, 0.2)
 print(f"noisy {metrics.psnr(noisy, x_small).mean():.1f} dB -> tiny denoiser {metrics.psnr(den, x_small).mean():.1f} dB")
 assert (metrics.psnr(den, x_small) > metrics.psnr(noisy, x_small) + 10).all()
-show_images(torch.cat([x_small, noisy.clamp(0, 1), den.clamp(0, 1)]), ncols=4, size=1.6)
-plt.suptitle("rows: clean, noisy (σ = 0.2), tiny denoiser")
+show_images(torch.cat([x_small, noisy.clamp(0, 1), den.clamp(0, 1)]), ncols=4, size=1.6,
+            suptitle="rows: clean, noisy (σ = 0.2), tiny denoiser")
 plt.show()
 
 # %% [markdown]
@@ -240,8 +240,8 @@ for sigma in (0.1, 0.2, 0.5):
           f"Tweedie {rows[-1][5]:5.2f} dB")
 
 _, y, d, tv, *_ = rows[1]
-show_images(torch.cat([x_test[:4], y[:4].clamp(0, 1), tv[:4].clamp(0, 1), d[:4].clamp(0, 1)]), ncols=4, size=1.8)
-plt.suptitle("σ = 0.2 — rows: clean, noisy, best-tuned TV, Tweedie denoiser of the prior")
+show_images(torch.cat([x_test[:4], y[:4].clamp(0, 1), tv[:4].clamp(0, 1), d[:4].clamp(0, 1)]), ncols=4, size=1.8,
+            suptitle="σ = 0.2 — rows: clean, noisy, best-tuned TV, Tweedie denoiser of the prior")
 plt.show()
 
 # %% [markdown]
@@ -267,8 +267,8 @@ sig = karras_sigmas(100, 0.002, 80.0)
 x_T = samplers.prior_sample_init((16, 1, 64, 64), 80.0, generator=g_s)
 with torch.no_grad():
     samples = samplers.ddpm(D, x_T, sig, generator=g_s)
-show_images(samples.clamp(0, 1), ncols=8, size=1.6)
-plt.suptitle("unconditional samples of phantom64 (DDPM, 100 steps)")
+show_images(samples.clamp(0, 1), ncols=8, size=1.6,
+            suptitle="unconditional samples of phantom64 (DDPM, 100 steps)")
 plt.show()
 
 # %% [markdown]

@@ -435,8 +435,8 @@ box_margin = (in_box["DPS"] - in_box["replacement"]).mean().item()
 show_images([truth, lik_box.y, box_rep, box_dps], ncols=4, size=2.1,
             titles=["truth"] * 4 + ["measured"] * 4
             + [f"replacement {v:.1f} dB" for v in in_box["replacement"].tolist()]
-            + [f"DPS {v:.1f} dB" for v in in_box["DPS"].tolist()])
-plt.suptitle("a 40 × 40 box: replacement (row 3) vs DPS (row 4); PSNR inside the box", y=1.01)
+            + [f"DPS {v:.1f} dB" for v in in_box["DPS"].tolist()],
+            suptitle="a 40 × 40 box: replacement (row 3) vs DPS (row 4); PSNR inside the box")
 plt.show()
 
 # %%

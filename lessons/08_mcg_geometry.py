@@ -101,8 +101,8 @@ def normal_fraction(v):
 
 
 examples = sample_images(6, seeded(0))
-show_images([patterns[:, None] * 4 + 0.5, examples], ncols=9, size=1.3)
-plt.suptitle("the 9 tangent directions (cosine patterns) and 6 samples of the prior", y=1.02)
+show_images([patterns[:, None] * 4 + 0.5, examples], ncols=9, size=1.3,
+            suptitle="the 9 tangent directions (cosine patterns) and 6 samples of the prior")
 plt.show()
 print(f"d = {d}, k = {k}; distance of the samples to M: {dist_to_M(examples).max():.1e}")
 
@@ -567,8 +567,8 @@ names_ph = list(phantom_runs)
 grid = [x_ph, lik_box.y] + [recon[nm] for nm in names_ph]
 titles = [t for i in range(4) for t in
           [f"truth {i}", "measured"] + [f"{short} {table[nm]['box'][i]:.1f} dB" for nm, short in zip(names_ph, ("MCG", "ILVR", "DPS", "POCS"))]]
-show_images([torch.stack([img[i] for img in grid]) for i in range(4)], titles, ncols=6, size=2.0)
-plt.suptitle("box inpainting (PSNR inside the block)", y=1.01)
+show_images([torch.stack([img[i] for img in grid]) for i in range(4)], titles, ncols=6, size=2.0,
+            suptitle="box inpainting (PSNR inside the block)")
 plt.show()
 
 # %%

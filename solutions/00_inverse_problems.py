@@ -80,7 +80,7 @@ plt.show()
 # ## Exercise 2 · One iteration of ADMM-TV
 #
 # ADMM for $\min_x \tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}(x)$, with the split $z = \nabla x$
-# and a scaled dual variable $u$ (Boyd et al. 2011, §6.4; algorithms card 29):
+# and a scaled dual variable $u$ (Boyd et al., Found. Trends Mach. Learn. 2011, §6.4):
 #
 # $$ \begin{aligned}
 #   x &\leftarrow (A^\top A + \rho\,\nabla^\top\nabla)^{-1}\big(A^\top y + \rho\,\nabla^\top(z - u)\big) \\

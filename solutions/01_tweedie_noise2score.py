@@ -4,7 +4,7 @@
 # Companion to `lessons/01_tweedie_noise2score.py`. You will write
 #
 # 1. the **Poisson** Noise2Score estimator for scaled counts $y = \zeta\,\mathrm{Poisson}(x/\zeta)$,
-# 2. the **Gamma** estimator for multiplicative noise (mind the misprinted $T(y)$ column of the talk's table),
+# 2. the **Gamma** estimator for multiplicative noise (mind the sign of $T(y)$, often misprinted),
 # 3. the **SURE** loss with a Monte-Carlo divergence, which trains a denoiser without clean images.
 #
 # Each exercise is a function followed by a cell that checks it (it prints "correct", "not done
@@ -63,8 +63,10 @@ assert check_poisson_tweedie(poisson_tweedie, quiet=True), "the worked answer mu
 
 # %% [markdown]
 # With the library's estimator: a Gamma(4, rate 3) prior on the intensity $x$ and $\zeta = 0.05$
-# (about 20 counts per unit intensity). The posterior mean is $\zeta(a + c)/(1 + b\zeta)$; the
-# estimate sits about $\zeta/2$ below it — half a count.
+# (about 20 counts per unit intensity). The posterior mean is $\zeta(a + c)/(1 + b\zeta)$ and, with
+# $\psi(c+1)\approx\log(c+\tfrac12)$, the estimate is $\zeta(a + c - \tfrac12)/(1 + b\zeta)$: it sits
+# $\tfrac12/(1 + b\zeta)\approx 0.43$ of a count below the posterior mean — the half count of
+# $\log(c+\tfrac12)$, shrunk by the posterior's factor $1/(1+b\zeta)$.
 
 # %%
 a, b, zeta = 4.0, 3.0, 0.05
@@ -89,7 +91,7 @@ assert abs((post_mean - x_hat)[-1].item() / zeta - 0.5 / (1 + b * zeta)) < 0.02
 #
 # $y\mid x\sim\mathrm{Gamma}(\text{shape }k,\ \text{rate }k/x)$, so $\mathbb E[y\mid x] = x$ and
 # $p(y\mid x)\propto y^{k-1}\exp\!\big(-\tfrac{k}{x}\,y\big)$. Hence $\eta = [k-1,\ -k/x]$ with
-# $T(y) = [\log y,\ y]$ (the talk's table prints $-y$, which flips a sign), $T'(y) = [1/y,\ 1]$ and
+# $T(y) = [\log y,\ y]$ (a misprint that circulates writes $-y$, which flips a sign), $T'(y) = [1/y,\ 1]$ and
 # $l_0' = 0$. Tweedie gives $(k-1)/y - k\,\mathbb E[1/x\mid y] = l'(y)$. Solve for the estimate
 # $\hat x = 1/\mathbb E[1/x\mid y]$ and return it.
 

@@ -103,9 +103,10 @@ check_step_sizes(step_sizes)
 assert check_step_sizes(step_sizes, quiet=True), "the worked answer must pass its check"
 
 # %% [markdown]
-# **The factor 2 in the wild.** The NCSN paper quotes $\epsilon = 2\times10^{-5}$, but its code uses
-# `step_lr = 2e-5` as the code-form $\delta$, i.e. $\epsilon = 2\delta = 4\times10^{-5}$ in our form
-# (reference card 5). With the ladder of NCSN's configuration ($\sigma$: 1 → 0.01, 10 levels; card 3), the reference
+# **The factor 2 in the wild.** The NCSN paper (Song & Ermon, NeurIPS 2019, Sec. 5) quotes
+# $\epsilon = 2\times10^{-5}$, but its official code uses `step_lr = 2e-5` as the code-form $\delta$,
+# i.e. $\epsilon = 2\delta = 4\times10^{-5}$ in our form. With the ladder of NCSN's configuration
+# ($\sigma$: 1 → 0.01, 10 levels, geometric), the reference
 # answer gives these steps — and the drift-to-noise ratio $\sqrt{\alpha_i}/(2\sigma_i)$ is indeed
 # constant:
 

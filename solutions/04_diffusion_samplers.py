@@ -37,7 +37,7 @@ exact = p.sample(1000, generator=gen)
 # %% [markdown]
 # ## Exercise 1 · One DDIM step
 #
-# DDIM (Song, Meng & Ermon 2021, Eq. 12) moves a VP state $x_t$ with noise prediction $\hat\epsilon$ to the
+# DDIM (Song, Meng & Ermon, ICLR 2021, Eq. 12) moves a VP state $x_t$ with noise prediction $\hat\epsilon$ to the
 # level $\bar\alpha_{t'}$ (with $\bar\alpha_{t'} > \bar\alpha_t$: less noise) by
 #
 # $$ \hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon}{\sqrt{\bar\alpha_t}},\qquad
@@ -46,7 +46,7 @@ exact = p.sample(1000, generator=gen)
 #
 # Complete `ddim_step` for a given noise draw `z` (same shape as `x_t`); `alpha_bar`,
 # `alpha_bar_next` and `eta` are numbers. Careful: the variance of the fresh noise is
-# $\eta^2\tilde\beta$, not $\eta\tilde\beta$ (a slip found on a slide).
+# $\eta^2\tilde\beta$, not $\eta\tilde\beta$ (a slip easily made, and seen in presentations).
 
 # %%
 def ddim_step(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):

@@ -168,3 +168,97 @@ def test_assert_on_check_detector_on_a_small_string():
         "sol.py:2: assert check_f(f, quiet=True)", "sol.py:6: assert not m.check_g(g)"]
     assert _asserts_on_checks(text, "sol.py", in_solution_cells=True) == [
         "sol.py:9: assert check_h(h, quiet=True)"]
+
+
+# ---------------------------------------------------------------- what a failing check says
+import torch  # noqa: E402
+
+from diffcourse.checks import _core, lesson04  # noqa: E402
+
+
+@pytest.mark.parametrize("factor, words", [
+    (2.0, "2 times the expected value: a factor 2 missing"),
+    (0.5, "1/2 times the expected value: a factor 2 missing"),
+    (-1.0, "minus the expected value: the sign is flipped"),
+    (1 / 12, "1/12 times the expected value"),         # a mean over 12 entries where a sum is meant
+    (12.0, "12 times the expected value"),
+    (-3.0, "-3 times the expected value"),
+])
+def test_diagnose_names_a_clean_factor(factor, words):
+    expected = torch.linspace(-1, 2, 12, dtype=torch.float64).reshape(3, 4)
+    message = _core.diagnose(factor * expected, expected, (), {}, rtol=1e-9, atol=1e-9)
+    assert words in message, message
+
+
+def test_diagnose_gives_no_factor_when_there_is_none():
+    expected = torch.linspace(-1, 2, 12, dtype=torch.float64)
+    assert _core.diagnose(expected + 0.25, expected, (), {}, rtol=1e-9, atol=1e-9) == "max error 0.25"
+    almost = 2 * expected
+    almost[3] += 0.1  # twice the answer except in one entry: not a clean factor
+    assert "times" not in _core.diagnose(almost, expected, (), {}, rtol=1e-9, atol=1e-9)
+    assert _core.factor_hint(1.25 * expected, expected, rtol=1e-9, atol=1e-9) is None  # 5/4: not clean
+    assert _core.factor_hint(torch.zeros(12), expected, rtol=1e-9, atol=1e-9) is None
+    assert _core.factor_hint(expected.float() * 2, expected, rtol=1e-9, atol=1e-9) is not None  # float32
+    pair = _core.diagnose((expected, -0.5), (expected, 0.5), (), {}, rtol=1e-9, atol=1e-9)
+    assert pair.startswith("entry 1 of your answer: minus the expected value"), pair
+
+
+def test_a_known_mistake_comes_before_the_factor():
+    expected = torch.ones(3, dtype=torch.float64)
+    message = _core.diagnose(-expected, expected, (expected,), {(lambda x: -x): "wrong sign: see Eq. 3"},
+                             rtol=1e-9, atol=1e-9)
+    assert message == "wrong sign: see Eq. 3"
+
+
+def test_a_real_check_reports_the_factor(capsys):
+    def doubled(*args):
+        return 2 * lesson04.check_ddim_step.reference(*args)
+    assert lesson04.check_ddim_step(doubled) is False
+    assert "2 times the expected value" in capsys.readouterr().out
+
+
+def _learner_module(tmp_path, source: str):
+    """Functions defined in a file outside the library, as a notebook cell's code is."""
+    path = tmp_path / "cell.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("learner_cell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_crash_names_the_line_of_the_learners_code(tmp_path, capsys):
+    cell = _learner_module(tmp_path, (
+        "import torch\n"
+        "def ddim(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):\n"
+        "    x0_hat = x_t - eps_hat\n"
+        "    return x0_hat @ torch.ones(7, 7)  # wrong shapes\n"
+        "def mine(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):\n"
+        "    assert alpha_bar < 0.01, 'my own assumption'\n"))
+    assert lesson04.check_ddim_step(cell.ddim) is False
+    out = capsys.readouterr().out
+    assert "your code raised RuntimeError" in out
+    assert "at line 4 of your code (in ddim): return x0_hat @ torch.ones(7, 7)  # wrong shapes" in out
+    assert lesson04.check_ddim_step(cell.mine) is False  # the learner's own assert is a crash, not a verdict
+    out = capsys.readouterr().out
+    assert "your code raised AssertionError: my own assumption" in out
+    assert "at line 6 of your code (in mine): assert alpha_bar < 0.01" in out
+
+
+def test_the_checks_verdict_names_no_line(capsys):
+    def wrong(x_t, eps_hat, a, a_next, eta, z):
+        return x_t
+    assert lesson04.check_ddim_step(wrong) is False
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "of your code" not in out
+
+
+def test_ddim_check_uses_the_exercises_notation(capsys):
+    """The exercise steps from ᾱ_t to ᾱ_t′; the check's messages must not switch to ᾱ_(t-1)."""
+    messages = list(lesson04._DDIM_MISTAKES.values())
+    for wrong in lesson04.check_ddim_step.wrong_answers:
+        assert lesson04.check_ddim_step(wrong) is False
+        messages.append(capsys.readouterr().out)
+    for message in messages:
+        assert not re.search(r"t\s*[-−]\s*1|ᾱ'", message), message
+    assert any("ᾱ_t′" in m for m in messages)

@@ -224,7 +224,7 @@ def test_cli_check_write_and_orphans(tmp_path, capsys):
     (tmp_path / "exercises").mkdir()
     (tmp_path / "solutions" / "99_tiny.py").write_text(SOLUTION)
     orphan = tmp_path / "exercises" / "98_gone.py"
-    orphan.write_text("# %%\n")
+    orphan.write_text(mx.make_exercise(SOLUTION, "solutions/98_gone.py"))  # generated, untouched
     assert mx.main(["--check", "--root", str(tmp_path)]) == 1
     assert "99_tiny.py is missing" in capsys.readouterr().err
     assert mx.main(["--root", str(tmp_path)]) == 0
@@ -234,6 +234,105 @@ def test_cli_check_write_and_orphans(tmp_path, capsys):
     generated.write_text(generated.read_text() + "\n# %%\nprint('edited by hand')\n")
     assert mx.main(["--check", "--root", str(tmp_path)]) == 1
     assert "out of date" in capsys.readouterr().err
+    assert mx.main(["--force", "--root", str(tmp_path)]) == 0
     (tmp_path / "solutions" / "99_tiny.py").write_text(MALFORMED["plural"][0])
     assert mx.main(["--root", str(tmp_path)]) == 2
     assert "solutions/99_tiny.py:6" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- never overwrite an edited exercise
+def _repo(tmp_path: Path) -> Path:
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions" / "99_tiny.py").write_text(SOLUTION)
+    assert mx.main(["--root", str(tmp_path)]) == 0
+    return tmp_path / "exercises" / "99_tiny.py"
+
+
+def test_fingerprint_tells_generated_text_from_edited_text():
+    exercise = mx.make_exercise(SOLUTION, "sol.py")
+    assert mx.is_generated(exercise)
+    answered = exercise.replace(mx.STUB, "result = 2 * x + offset", 1)
+    assert answered != exercise and not mx.is_generated(answered)
+    assert not mx.is_generated("# %%\nx = 1\n")  # no fingerprint at all
+    changed = mx.make_exercise(SOLUTION.replace("offset = 0", "offset = 1"), "sol.py")
+    assert mx.is_generated(changed) and mx.fingerprint(changed) != mx.fingerprint(exercise)
+
+
+def test_generator_refuses_to_overwrite_an_answered_exercise(tmp_path, capsys):
+    exercise = _repo(tmp_path)
+    answered = exercise.read_text().replace(mx.STUB, "result = 2 * x  # my answer", 1)
+    exercise.write_text(answered)
+    (tmp_path / "solutions" / "99_tiny.py").write_text(SOLUTION.replace("offset = 0", "offset = 1"))
+    capsys.readouterr()
+    assert mx.main(["--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "refused: exercises/99_tiny.py was edited by hand" in err and "--force" in err
+    assert exercise.read_text() == answered  # the answer survives
+    assert mx.main(["--check", "--root", str(tmp_path)]) == 1  # and is still reported as stale
+    assert mx.main(["--force", "--root", str(tmp_path)]) == 0
+    assert "my answer" not in exercise.read_text() and "offset = 1" in exercise.read_text()
+
+
+def test_generator_replaces_its_own_output_when_the_solution_changes(tmp_path):
+    exercise = _repo(tmp_path)
+    (tmp_path / "solutions" / "99_tiny.py").write_text(SOLUTION.replace("offset = 0", "offset = 1"))
+    assert mx.main(["--root", str(tmp_path)]) == 0
+    assert "offset = 1" in exercise.read_text() and mx.is_generated(exercise.read_text())
+
+
+def test_generator_refuses_to_remove_an_orphan_it_did_not_write(tmp_path, capsys):
+    _repo(tmp_path)
+    mine = tmp_path / "exercises" / "97_my_notes.py"
+    mine.write_text("# %%\nprint('mine')\n")
+    assert mx.main(["--root", str(tmp_path)]) == 1
+    assert "refused: exercises/97_my_notes.py" in capsys.readouterr().err and mine.exists()
+    assert mx.main(["--force", "--root", str(tmp_path)]) == 0 and not mine.exists()
+
+
+def test_repository_exercises_carry_a_valid_fingerprint():
+    unmarked = [p.name for p in sorted((ROOT / "exercises").glob("*.py"))
+                if not mx.is_generated(p.read_text(encoding="utf-8"))]
+    assert unmarked == [], f"exercises edited after generation (or never generated): {unmarked}"
+
+
+# ---------------------------------------------------------------- the student's workspace
+_wspec = importlib.util.spec_from_file_location("workspace", ROOT / "tools" / "workspace.py")
+ws = importlib.util.module_from_spec(_wspec)
+sys.modules["workspace"] = ws
+_wspec.loader.exec_module(ws)
+
+
+def test_workspace_copies_missing_exercises_and_keeps_existing_ones(tmp_path):
+    exercises, workspace = tmp_path / "exercises", tmp_path / "workspace"
+    exercises.mkdir()
+    (exercises / "01_a.py").write_text("# %%\nraise NotImplementedError\n")
+    (exercises / "02_b.py").write_text("# %%\nb = 2\n")
+    (exercises / "README.md").write_text("not a notebook")
+    report = ws.populate(exercises, workspace)
+    assert sorted(p.name for p in report.copied) == ["01_a.py", "02_b.py"]
+    assert not (workspace / "README.md").exists()
+    answered = "# %%\nanswer = 42\n"
+    (workspace / "01_a.py").write_text(answered)
+    (exercises / "01_a.py").write_text("# %%\nraise NotImplementedError  # newer version\n")
+    (exercises / "03_c.py").write_text("# %%\nc = 3\n")
+    report = ws.populate(exercises, workspace)
+    assert [p.name for p in report.copied] == ["03_c.py"]
+    assert sorted(p.name for p in report.kept) == ["01_a.py", "02_b.py"]
+    assert [p.name for p in report.differ] == ["01_a.py"]
+    assert (workspace / "01_a.py").read_text() == answered  # never overwritten
+    message = ws.describe(report, exercises, workspace, root=tmp_path)
+    assert "workspace/01_a.py differs from exercises/01_a.py" in message
+    assert "fresh copy" in message and "delete or rename" in message
+    (workspace / "01_a.py").unlink()  # how to fetch a fresh copy
+    assert [p.name for p in ws.populate(exercises, workspace).copied] == ["01_a.py"]
+    assert "newer version" in (workspace / "01_a.py").read_text()
+
+
+def test_workspace_cli_and_gitignore(tmp_path, capsys):
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "01_a.py").write_text("# %%\n")
+    assert ws.main(["--exercises", str(tmp_path / "ex"), "--workspace", str(tmp_path / "ws")]) == 0
+    assert (tmp_path / "ws" / "01_a.py").exists() and "copied 1" in capsys.readouterr().err
+    assert ws.main(["--exercises", str(tmp_path / "nothing"), "--workspace", str(tmp_path / "ws")]) == 2
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/workspace/" in ignored, "the student's workspace must be git-ignored"

@@ -73,3 +73,24 @@ def test_shipped_architecture_size():
 def test_bad_input(x, sigma, err):
     with pytest.raises(err, match="x|sigma"):
         build_denoiser(SMALL)(x, sigma)
+
+
+@pytest.mark.parametrize("x, sigma, err, words", [
+    (torch.zeros(1, 1, 8, 8, dtype=torch.float64), 0.1, TypeError, "x has dtype torch.float64 but the network's weights are torch.float32"),
+    (torch.zeros(1, 1, 7, 8), 0.1, ValueError, "x's height and width must be multiples of 2"),
+    (torch.zeros(1, 3, 8, 8), 0.1, ValueError, "x must have 1 channel"),
+    (torch.zeros(1, 1, 8, 8), float("nan"), ValueError, "sigma must be a finite number >= 0.*nan"),
+    (torch.zeros(1, 1, 8, 8), math.inf, ValueError, "sigma must be a finite number >= 0.*inf"),
+    (torch.zeros(2, 1, 8, 8), torch.tensor([0.1, math.nan]), ValueError, "sigma.*nan at index 1"),
+])
+def test_bad_input_gets_a_message_naming_the_argument(x, sigma, err, words):
+    with pytest.raises(err, match=words):
+        build_denoiser(SMALL)(x, sigma)
+
+
+def test_shipped_architecture_needs_multiples_of_8_and_says_so():
+    D = build_denoiser(PRESETS["phantom64"].net)
+    with pytest.raises(ValueError, match="multiples of 8 for this 4-level UNet, got \\(60, 64\\)"):
+        D(torch.zeros(1, 1, 60, 64), 0.5)
+    assert D(torch.zeros(1, 1, 40, 48), 0.5).shape == (1, 1, 40, 48)  # any multiple of 8 works
+    assert D.double()(torch.zeros(1, 1, 8, 8, dtype=torch.float64), 0.5).dtype == torch.float64

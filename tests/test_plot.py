@@ -96,3 +96,28 @@ def test_density_contours_span_the_density():
 def test_density_refuses_wrong_output_shape():
     with pytest.raises(ValueError, match="log_prob"):
         plot_density(lambda x: x, n=3)
+
+
+def _overlaps_top_row(fig) -> list[str]:
+    """Titles (and images) of the top row that the figure's suptitle is drawn over."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    hits = []
+    for ax in fig.axes:
+        box = ax.get_tightbbox(renderer)  # the axes with its own title
+        if box.x1 > title.x0 and box.x0 < title.x1 and box.y1 > title.y0:
+            hits.append(ax.get_title() or "an image")
+    return hits
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_suptitle_does_not_cover_the_top_row(rows):
+    images = torch.rand(4 * rows, 1, 8, 8, generator=_gen())
+    titles = [f"image {k}" for k in range(4 * rows)]
+    fig = show_images(images, titles, ncols=4, size=1.6, suptitle="rows: clean, noisy, denoised")
+    assert fig.get_suptitle() == "rows: clean, noisy, denoised"
+    assert _overlaps_top_row(fig) == []
+    fig = show_images(images, ncols=4, size=1.6)  # a title added afterwards, as notebooks do
+    plt.suptitle("σ = 0.2 — rows: clean, noisy, best-tuned TV, Tweedie denoiser of the prior")
+    assert _overlaps_top_row(fig) == []

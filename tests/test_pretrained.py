@@ -23,6 +23,9 @@ def test_provenance_recorded():
     for key in ("config", "revision", "steps", "final_loss", "sha256", "command", "torch"):
         assert key in meta
     assert "--preset phantom64" in meta["command"]
+    # the reproduce command names paths relative to the repository, not the machine it ran on
+    assert "--run-dir runs/phantom64 " in meta["command"]
+    assert not any(arg.startswith("/") for arg in meta["command"].split()), meta["command"]
     assert (pretrained.WEIGHTS_DIR / "phantom64.pt").stat().st_size < 10e6
 
 
@@ -83,3 +86,12 @@ def test_denoises_axial_slices_of_head_volumes(D):
     with torch.no_grad():
         gain = metrics.psnr(D(y, 0.2), slices) - metrics.psnr(y, slices)
     assert gain.min() >= 10.0, gain
+
+
+def test_export_records_paths_relative_to_the_repository(tmp_path):
+    from diffcourse.prior.train import _REPO, portable_path
+    assert portable_path(_REPO / "runs" / "phantom64") == "runs/phantom64"
+    assert portable_path(_REPO / "diffcourse" / "prior" / "weights" / "x.pt") == "diffcourse/prior/weights/x.pt"
+    assert portable_path("runs/x") == "runs/x"                       # relative paths as given
+    assert portable_path(tmp_path / "elsewhere" / "run") == "run"    # no absolute path of this machine
+    assert portable_path(tmp_path / "a" / "b", root=tmp_path) == "a/b"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the course's Python environment (if needed) and use it: the two commands of the README.
 #
-#   bash tools/bootstrap.sh lab  [jupyter lab options]   install, then open the course in JupyterLab
+#   bash tools/bootstrap.sh lab  [jupyter lab options]   install, copy the exercises that are not
+#        there yet into workspace/ (never overwriting a file there), then open the course in JupyterLab
 #   bash tools/bootstrap.sh test [paths]                 install, then run the whole test suite:
 #        unit tests, doctests, and every notebook of lessons/, solutions/ and exercises/ under nbval
 #        (paths: run only these test files and/or these .py notebooks)
@@ -16,6 +17,8 @@
 #                    configuration). Changing it later needs a fresh VENV (rm -rf .venv).
 #   PYTEST_WORKERS   pytest-xdist workers for the test command (default: 2; 0 runs serially)
 #   NB_CELL_TIMEOUT  seconds one notebook cell may run under test (default: 300)
+#   OMP_NUM_THREADS  CPU threads of torch in the notebooks that lab opens (default: 1; on a busy
+#                    2-core machine two threads made lesson 05's training 20x slower or worse)
 #
 # The install is skipped when a stamp in the environment matches pyproject.toml, the torch settings
 # and the interpreter, and the packages are importable; otherwise pip runs (idempotent).
@@ -73,7 +76,14 @@ install() {
 }
 
 lab() {
-    # Open the .py notebooks of lessons/, solutions/ and exercises/ as notebooks on a double click.
+    # The student's copies of the exercises: workspace/ (git-ignored), never overwritten.
+    "$PY" tools/workspace.py
+    # One CPU thread per kernel unless the user chose otherwise: torch's default (one per core)
+    # collapses when another process keeps a core busy. MKL follows OpenMP's setting.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    export MKL_NUM_THREADS="${MKL_NUM_THREADS:-$OMP_NUM_THREADS}"
+    # Open the .py notebooks of lessons/, solutions/, exercises/ and workspace/ as notebooks on a
+    # double click.
     local settings="$VENV/share/jupyter/lab/settings"
     mkdir -p "$settings"
     cat > "$settings/overrides.json" <<'EOF'
@@ -83,7 +93,8 @@ lab() {
   }
 }
 EOF
-    say "opening JupyterLab in $ROOT: start with lessons/00_inverse_problems.py (Ctrl-C stops it)"
+    say "torch uses OMP_NUM_THREADS=$OMP_NUM_THREADS thread(s) (set OMP_NUM_THREADS=N before lab to change)"
+    say "opening JupyterLab in $ROOT: read lessons/00_inverse_problems.py, then do workspace/00_*.py (Ctrl-C stops it)"
     local root_flag=()
     [ "$(id -u)" = 0 ] && root_flag=(--allow-root)  # containers often run as root
     exec "$VENV/bin/jupyter" lab --ServerApp.root_dir="$ROOT" "${root_flag[@]}" "$@"

@@ -16,6 +16,12 @@ unknown cell-metadata keys (``tag=``) and unknown tags.
 
     python tools/make_exercises.py           # regenerate exercises/ from solutions/
     python tools/make_exercises.py --check   # exit 1 if exercises/ is stale
+    python tools/make_exercises.py --force   # regenerate even over files edited by hand
+
+Each generated file carries a fingerprint (a SHA-256 of its own text) in its leading note. The
+generator replaces or removes a file in ``exercises/`` only while that fingerprint still matches,
+i.e. only its own untouched output; a file edited by hand (a student's answers typed into
+``exercises/`` instead of ``workspace/``) is refused, named, and left as it is unless ``--force``.
 
 Importable: :func:`make_exercise` turns one solution text into one exercise text.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import re
 import sys
@@ -30,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ExerciseError", "Cell", "Block", "parse_cells", "solution_blocks", "make_exercise",
-           "expected_exercises", "stale_exercises", "main", "BEGIN", "END", "STUB", "ALLOWED_TAGS"]
+           "expected_exercises", "stale_exercises", "fingerprint", "is_generated", "main", "BEGIN",
+           "END", "STUB", "ALLOWED_TAGS"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "### BEGIN SOLUTION"
@@ -50,7 +58,25 @@ NOTE = """# %% [markdown]
 # > "correct", "not done yet" or what is still wrong, and never stops the notebook. Cells after an
 # > exercise use the library's own implementation, so the notebook runs top to bottom even before
 # > you start. The worked answers are in `{source}`.
+# > Work on your copy in `workspace/` (git ignores it; `bash tools/bootstrap.sh lab` makes it).
+# > (Fingerprint {fingerprint}: lets the generator tell its own output from a file edited by hand.)
 """
+
+
+_PLACEHOLDER = "0" * 16
+_FINGERPRINT = re.compile(r"^# > \(Fingerprint (?P<digest>[0-9a-f]{16}):", re.MULTILINE)
+
+
+def fingerprint(text: str) -> str:
+    """The first 16 hex digits of the SHA-256 of ``text`` with its fingerprint zeroed."""
+    zeroed = _FINGERPRINT.sub(lambda m: m[0].replace(m["digest"], _PLACEHOLDER), text, count=1)
+    return hashlib.sha256(zeroed.encode("utf-8")).hexdigest()[:16]
+
+
+def is_generated(text: str) -> bool:
+    """Whether ``text`` is an exercise exactly as the generator wrote it (its fingerprint matches)."""
+    match = _FINGERPRINT.search(text)
+    return match is not None and match["digest"] == fingerprint(text)
 
 
 class ExerciseError(ValueError):
@@ -235,7 +261,8 @@ def make_exercise(text: str, path="<string>", source: str | None = None) -> str:
         blocks = _cell_blocks(cell, path)
         if cell.kind == "preamble":
             out += cell.lines
-            out.append(NOTE.format(source=source or Path(str(path)).name))
+            out.append(NOTE.format(source=source or Path(str(path)).name,
+                                   fingerprint=_PLACEHOLDER))
             if cells[1:]:
                 out.append("\n")
         elif "solution" not in cell.tags:
@@ -246,7 +273,7 @@ def make_exercise(text: str, path="<string>", source: str | None = None) -> str:
     except SyntaxError as err:  # e.g. a stub that left a dangling construct
         raise ExerciseError(path, err.lineno or 0, f"generated exercise is not valid Python: "
                                                    f"{err.msg}") from None
-    return result
+    return result.replace(f"(Fingerprint {_PLACEHOLDER}:", f"(Fingerprint {fingerprint(result)}:", 1)
 
 
 def expected_exercises(root: Path = ROOT) -> dict[Path, str]:
@@ -270,9 +297,18 @@ def stale_exercises(root: Path = ROOT) -> list[str]:
     return problems
 
 
+def _refusal(path: Path, root: Path, what: str) -> str:
+    why = ("was edited by hand since it was generated" if _FINGERPRINT.search(path.read_text("utf-8"))
+           else "has no generator fingerprint (edited by hand, or older than fingerprints)")
+    return (f"refused: {path.relative_to(root)} {why}; not {what} it (students: work on a copy in "
+            f"workspace/, see README; to discard the edits: python tools/make_exercises.py --force)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if exercises/ is stale")
+    parser.add_argument("--force", action="store_true",
+                        help="also replace or remove exercise files that were edited by hand")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root")
     args = parser.parse_args(argv)
     try:
@@ -288,15 +324,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     (args.root / "exercises").mkdir(exist_ok=True)
+    refused = 0
     for path, text in expected.items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(args.root)}")
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == text:
+            continue
+        if old is not None and not args.force and not is_generated(old):
+            print(_refusal(path, args.root, "overwriting"), file=sys.stderr)
+            refused += 1
+            continue
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(args.root)}")
     for orphan in sorted((args.root / "exercises").glob("*.py")):
-        if orphan not in expected:
-            orphan.unlink()
-            print(f"removed {orphan.relative_to(args.root)} (no solution notebook)")
-    return 0
+        if orphan in expected:
+            continue
+        if not args.force and not is_generated(orphan.read_text(encoding="utf-8")):
+            print(_refusal(orphan, args.root, "removing"), file=sys.stderr)
+            refused += 1
+            continue
+        orphan.unlink()
+        print(f"removed {orphan.relative_to(args.root)} (no solution notebook)")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

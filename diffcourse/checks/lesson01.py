@@ -83,7 +83,7 @@ def _plus_sign(y, score, k):  # a sign slip in the denominator
     return k * y / ((k - 1) + y * score)
 
 
-def _misprinted_statistic(y, score, k):  # Tweedie with the talk's misprinted T(y) = [log y, -y]
+def _misprinted_statistic(y, score, k):  # Tweedie with the misprinted T(y) = [log y, -y]
     return -k * y / ((k - 1) - y * score)
 
 
@@ -98,8 +98,7 @@ def _alpha_not_minus_one(y, score, k):
 _GAMMA_MISTAKES = {
     _plus_sign: "the denominator is (k - 1) - y * score: the score enters with a minus sign",
     _misprinted_statistic: "negative intensities: that is Tweedie with the misprinted statistic T(y) = [log y, -y] "
-                           "of the talk's table; the estimator needs T(y) = [log y, y] (its estimator column "
-                           "is right)",
+                           "(a misprint that circulates in talks); the estimator needs T(y) = [log y, y]",
     _no_k: "the numerator is beta * y = k * y",
     _alpha_not_minus_one: "the first natural parameter is alpha - 1 = k - 1 (from y^(alpha - 1))",
 }
@@ -131,7 +130,7 @@ def _per_sum(t):
     return t.flatten(1).sum(1)
 
 
-def _no_constant(F, y, sigma, b, eps):  # the talk's training form: a constant off the risk
+def _no_constant(F, y, sigma, b, eps):  # the usual training form: a constant off the risk
     return _sure(F, y, sigma, b, eps) + y[0].numel() * sigma ** 2
 
 

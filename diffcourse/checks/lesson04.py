@@ -1,7 +1,8 @@
 """Checks for lesson 04 (diffusion samplers): a DDIM step, the VE -> VP conversion, an ε-model from D.
 
 Conventions: VE state x = x0 + σ z; VP state x_vp = √ᾱ x0 + √(1-ᾱ) z = √ᾱ x with ᾱ = 1/(1+σ²);
-DDIM (Song, Meng & Ermon 2021, Eq. 12) in VP coordinates with σ_η² = η² β̃_t.
+DDIM (Song, Meng & Ermon, ICLR 2021, Eq. 12) in VP coordinates with σ_η² = η² β̃_t, stepping from
+the level ᾱ_t to a less noisy level ᾱ_t′ (ᾱ_t′ > ᾱ_t), written t′ as in the exercise.
 """
 from __future__ import annotations
 
@@ -37,13 +38,13 @@ def _ddim_step(x_t, eps_hat, alpha_bar, alpha_bar_next, eta, z):
     return math.sqrt(alpha_bar_next) * x0_hat + math.sqrt(1 - alpha_bar_next - s ** 2) * eps_hat + s * z
 
 
-def _eta_not_squared(x_t, eps_hat, a, a_next, eta, z):  # σ_η² = η β̃ (a slide's typo, card 8)
+def _eta_not_squared(x_t, eps_hat, a, a_next, eta, z):  # σ_η² = η β̃: η left unsquared
     x0_hat = (x_t - math.sqrt(1 - a) * eps_hat) / math.sqrt(a)
     s = math.sqrt(eta) * _sigma_eta(1.0, a, a_next)
     return math.sqrt(a_next) * x0_hat + math.sqrt(1 - a_next - s ** 2) * eps_hat + s * z
 
 
-def _direction_without_correction(x_t, eps_hat, a, a_next, eta, z):  # √(1-ᾱ') ε̂: too much noise
+def _direction_without_correction(x_t, eps_hat, a, a_next, eta, z):  # √(1-ᾱ_t′) ε̂: too much noise
     x0_hat = (x_t - math.sqrt(1 - a) * eps_hat) / math.sqrt(a)
     return math.sqrt(a_next) * x0_hat + math.sqrt(1 - a_next) * eps_hat + _sigma_eta(eta, a, a_next) * z
 
@@ -54,7 +55,7 @@ def _x0_without_sqrt(x_t, eps_hat, a, a_next, eta, z):  # x̂0 = (x_t - (1-ᾱ) 
     return math.sqrt(a_next) * x0_hat + math.sqrt(1 - a_next - s ** 2) * eps_hat + s * z
 
 
-def _next_scale_on_x0_missing(x_t, eps_hat, a, a_next, eta, z):  # x̂0 not rescaled by √ᾱ'
+def _next_scale_on_x0_missing(x_t, eps_hat, a, a_next, eta, z):  # x̂0 not rescaled by √ᾱ_t′
     x0_hat = (x_t - math.sqrt(1 - a) * eps_hat) / math.sqrt(a)
     s = _sigma_eta(eta, a, a_next)
     return x0_hat + math.sqrt(1 - a_next - s ** 2) * eps_hat + s * z
@@ -62,10 +63,10 @@ def _next_scale_on_x0_missing(x_t, eps_hat, a, a_next, eta, z):  # x̂0 not resc
 
 _DDIM_MISTAKES = {
     _eta_not_squared: "the noise variance is σ_η² = η² β̃_t, not η β̃_t (they agree only at η = 0 and 1)",
-    _direction_without_correction: "the direction term is √(1 - ᾱ' - σ_η²) ε̂: the fresh noise σ_η z takes "
-                                   "its share of the variance 1 - ᾱ'",
+    _direction_without_correction: "the direction term is √(1 - ᾱ_t′ - σ_η²) ε̂: the fresh noise σ_η z takes "
+                                   "its share of the variance 1 - ᾱ_t′",
     _x0_without_sqrt: "x̂0 = (x_t - √(1 - ᾱ_t) ε̂)/√ᾱ_t: the noise in x_t has standard deviation √(1 - ᾱ_t)",
-    _next_scale_on_x0_missing: "the predicted x̂0 enters the next state scaled by √ᾱ_{t-1}",
+    _next_scale_on_x0_missing: "the predicted x̂0 enters the next state scaled by √ᾱ_t′",
 }
 
 
@@ -82,7 +83,7 @@ def check_ddim_step(fn):
         assert out.shape == x_t.shape, f"the new state must have the shape of x_t {shape}, got {tuple(out.shape)}"
         expected = _ddim_step(*args)
         if not close(out, expected, **_TOL):
-            raise AssertionError(f"ᾱ_t = {a}, ᾱ_(t-1) = {a_next}, η = {eta}: "
+            raise AssertionError(f"ᾱ_t = {a}, ᾱ_t′ = {a_next}, η = {eta}: "
                                  + diagnose(out, expected, args, _DDIM_MISTAKES, **_TOL))
 
 

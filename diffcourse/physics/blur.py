@@ -62,6 +62,8 @@ def motion_kernel(size: int, generator: torch.Generator | None = None, *,
 class _KernelOperator(LinearOperator):
     """Shared kernel handling: (kh, kw) or (B, kh, kw) stored as a (B|1, 1, kh, kw) buffer."""
 
+    settings = ("kernel",)
+
     def __init__(self, kernel: torch.Tensor):
         super().__init__()
         check_tensor(kernel, "kernel", ndim=(2, 3))

@@ -30,6 +30,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 class _CSOperator(LinearOperator):
     """Shared shape checks: x is (B, *in_shape), y is (B, m)."""
 
+    settings = ("in_shape", "m")
+
     def _init_shape(self, shape, m: int, name: str) -> None:
         self.in_shape = _shape(shape, name)
         self.n = math.prod(self.in_shape)

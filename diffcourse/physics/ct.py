@@ -160,6 +160,8 @@ class Radon(LinearOperator):
     torch.Size([1, 1, 8, 23])
     """
 
+    settings = ("image_size", "n_angles", "n_detectors")
+
     def __init__(self, image_size: int, angles, *, n_detectors: int | None = None, dtype=None):
         super().__init__()
         N = self.image_size = check_int(image_size, "image_size")

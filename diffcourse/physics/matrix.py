@@ -23,6 +23,8 @@ class Matrix(LinearOperator):
     tensor([[1., 1.]])
     """
 
+    settings = ("matrix",)
+
     def __init__(self, A: torch.Tensor):
         super().__init__()
         check_tensor(A, "A", ndim=2)

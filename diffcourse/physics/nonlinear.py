@@ -29,6 +29,8 @@ class PhaseRetrieval(Operator):
     torch.Size([1, 1, 8, 8])
     """
 
+    settings = ("oversample",)
+
     def __init__(self, oversample: float = 2.0):
         super().__init__()
         if isinstance(oversample, bool) or not isinstance(oversample, (int, float)) \
@@ -152,11 +154,13 @@ class NeuralBlur(Operator):
     torch.Size([1, 1, 16, 16])
     """
 
+    settings = ("seed", "n_filters", "size")
+
     def __init__(self, seed: int = 0, *, n_filters: int = 4, size: int = 7):
         super().__init__()
-        check_int(seed, "seed", 0)
-        check_int(n_filters, "n_filters")
-        check_int(size, "size", 3)
+        self.seed = check_int(seed, "seed", 0)
+        self.n_filters = check_int(n_filters, "n_filters")
+        self.size = check_int(size, "size", 3)
         if size % 2 == 0:
             raise ValueError(f"size must be odd, got {size}")
         g = torch.Generator().manual_seed(seed)

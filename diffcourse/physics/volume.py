@@ -29,6 +29,8 @@ class SliceWise(LinearOperator):
     (torch.Size([2, 3, 1, 4, 4]), torch.Size([2, 1, 3, 8, 8]))
     """
 
+    settings = ("op", "depth")
+
     def __init__(self, op, depth: int):
         super().__init__()
         self.op = check_op(op)

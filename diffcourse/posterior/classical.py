@@ -1,4 +1,4 @@
-"""Classical reconstructions, the baselines beside the diffusion solvers (algorithms card 29).
+"""Classical reconstructions, the baselines beside the diffusion solvers (as compared in Hu et al., NeurIPS 2024).
 
 ``op`` is any object with the methods ``A(x)`` and ``AT(y)`` (a linear operator and its adjoint); ``y``
 has a leading batch axis and ``x`` has the shape of ``op.AT(y)``. Every solver works per sample: the
@@ -63,7 +63,7 @@ def tikhonov(op, y: torch.Tensor, lam: float, *, x0: torch.Tensor | None = None,
 def admm_step(op, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor, u: torch.Tensor, *, lam: float,
               rho: float, D=grad_2d, DT=grad_2d_T, isotropic: bool = True, n_iter_cg: int = 5):
     """One scaled ADMM iteration for min_x 1/2 ||A x - y||^2 + lam ||D x||_1, split z = D x
-    (Boyd et al. 2011, eqs. 3.5-3.7; algorithms card 29); returns the new (x, z, u).
+    (Boyd et al. 2011, eqs. 3.5-3.7); returns the new (x, z, u).
 
         x <- (A^T A + rho D^T D)^{-1} (A^T y + rho D^T (z - u))   (CG, ``n_iter_cg`` steps from x)
         z <- shrink_{lam / rho}(D x + u)                          (group shrink if ``isotropic``)
@@ -118,7 +118,7 @@ def admm_l1(op, y: torch.Tensor, lam: float, rho: float, n_iter: int = 100, *, D
 def admm_tv(op, y: torch.Tensor, lam: float, rho: float, n_iter: int = 100, *, isotropic: bool = True,
             x0: torch.Tensor | None = None, n_iter_cg: int = 5) -> torch.Tensor:
     """ADMM-TV: argmin_x 1/2 ||A x - y||^2 + lam TV(x) for images (B, C, H, W) (Rudin et al. 1992;
-    algorithms card 29). The x-update is warm-started CG; see :func:`admm_step`.
+    Boyd et al. 2011, §6.4.1). The x-update is warm-started CG; see :func:`admm_step`.
 
     >>> class Op:
     ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
@@ -135,7 +135,7 @@ def admm_tv(op, y: torch.Tensor, lam: float, rho: float, n_iter: int = 100, *, i
 def admm_tv_z(op, y: torch.Tensor, depth: int, lam: float, rho: float, n_iter: int = 100, *,
               x0: torch.Tensor | None = None, n_iter_cg: int = 5) -> torch.Tensor:
     """argmin_x 1/2 ||A x - y||^2 + lam ||D_z x||_1 for volumes (B, C, D, H, W) (DiffusionMBIR, Chung
-    et al. CVPR 2023, eq. 11; algorithms card 26): ``op`` acts slice by slice on (B*D, C, H, W) and
+    et al. CVPR 2023, eq. 11): ``op`` acts slice by slice on (B*D, C, H, W) and
     y (B*D, ...) holds its measurements, slice index fastest; only the difference along z couples
     the slices.
 
@@ -156,7 +156,7 @@ def admm_tv_z(op, y: torch.Tensor, depth: int, lam: float, rho: float, n_iter: i
 
 def pnp_admm(op, y: torch.Tensor, D, rho: float, n_iter: int = 50, *, sigma=None,
              x0: torch.Tensor | None = None, n_iter_cg: int = 10) -> torch.Tensor:
-    """Plug-and-play ADMM (Venkatakrishnan et al. 2013; algorithms card 29) with a denoiser D(x, sigma):
+    """Plug-and-play ADMM (Venkatakrishnan et al. 2013) with a denoiser D(x, sigma):
 
         x <- argmin 1/2 ||A x - y||^2 + rho/2 ||x - (v - u)||^2   (CG, ``n_iter_cg`` steps, warm-started)
         v <- D(x + u, sigma)
@@ -190,7 +190,7 @@ def pnp_admm(op, y: torch.Tensor, D, rho: float, n_iter: int = 50, *, sigma=None
 
 def red(op, y: torch.Tensor, D, tau: float, step: float, n_iter: int = 100, *, sigma,
         x0: torch.Tensor | None = None) -> torch.Tensor:
-    """Regularisation by denoising, steepest descent (Romano, Elad, Milanfar 2017, eq. 38; card 29):
+    """Regularisation by denoising, steepest descent (Romano, Elad, Milanfar 2017, eq. 38):
 
         x <- x - step [A^T (A x - y) + tau (x - D(x, sigma))]
 

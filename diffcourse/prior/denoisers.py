@@ -19,7 +19,7 @@ scaled state x_p = s x, and turns its output into D:
 
 With a VP process (``VPLinear()``, ``DDPM.linear()``, ...) ``from_eps`` is the usual DDPM eps-model
 adapter (x_vp = x_ve / sqrt(1 + sigma^2)); with ``VE()`` it is an NCSN-style model in VE time.
-Rectified flow here follows Meng's convention (card 10): x_t = (1 - t) x0 + t z, t = 0 data, t = 1
+Rectified flow here puts the data at t = 0 (as Esser et al., ICML 2024): x_t = (1 - t) x0 + t z, t = 1
 noise, velocity v = dx_t/dt = z - x0, so E[v | x_t] = (x_t - E[x0 | x_t]) / t. (The RectifiedFlow
 code runs t' = 1 - t and predicts x0 - z = -v.) Adapters need sigma > 0.
 """
@@ -118,7 +118,7 @@ def from_x0(x0_model: Callable, process) -> Denoiser:
 
 
 def from_score(score_model: Callable, process) -> Denoiser:
-    """D from score_model(x_p, t) = grad log p_t(x_p): D = x + sigma^2 s score (s_VE = s s_p, card 11).
+    """D from score_model(x_p, t) = grad log p_t(x_p): D = x + sigma^2 s score (s_VE = s s_p; Karras et al. 2022, Eq. 4).
     """
     return _adapter(score_model, process, "score_model", lambda x, sig, s, sc: x + sig ** 2 * s * sc)
 
@@ -182,7 +182,7 @@ def to_v(D: Denoiser, process) -> Callable:
 
 
 def from_velocity_flow(v_model: Callable) -> Denoiser:
-    """D from a rectified-flow velocity v_model(x_t, t) ~ E[z - x0 | x_t]: D = x_t - t v (card 10).
+    """D from a rectified-flow velocity v_model(x_t, t) ~ E[z - x0 | x_t]: D = x_t - t v (Liu et al. 2023).
 
     Here t = sigma / (1 + sigma) and x_t = x / (1 + sigma) (t = 0 data, t = 1 noise).
     """

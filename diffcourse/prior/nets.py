@@ -131,7 +131,34 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    @property
+    def multiple(self) -> int:
+        """Height and width must be multiples of this (one halving per level below the top)."""
+        return 2 ** (len(self.config.channels) - 1)
+
+    def check_input(self, x, name: str = "x") -> torch.Tensor:
+        """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``x`` fits this network."""
+        check_image(x, name)
+        weight = self.inp.weight
+        if x.dtype != weight.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the network's weights are {weight.dtype}: "
+                            f"convert the image ({name}.to({weight.dtype})) or the network "
+                            f"(.to({x.dtype}))")
+        if x.device != weight.device:
+            raise ValueError(f"{name} is on {x.device} but the network is on {weight.device}: move one "
+                             f"of them ({name}.to({str(weight.device)!r}))")
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"{name} must have {self.config.in_channels} channel(s) for this network, "
+                             f"got shape {tuple(x.shape)} (B, C, H, W)")
+        m = self.multiple
+        if x.shape[-2] % m or x.shape[-1] % m:
+            raise ValueError(f"{name}'s height and width must be multiples of {m} for this "
+                             f"{len(self.config.channels)}-level UNet, got {tuple(x.shape[-2:])} (pad or "
+                             f"crop the image, e.g. to {tuple(max(m, m * round(n / m)) for n in x.shape[-2:])})")
+        return x
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         emb = self.emb(sinusoidal_embedding(c_noise, self.config.emb_dim))
         h = self.inp(x)
         hs = [h]
@@ -163,7 +190,7 @@ class EDMDenoiser(nn.Module):
         self.data_mean = net.config.data_mean
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        check_image(x, "x")
+        self.net.check_input(x, "x")
         s = as_sigma(sigma, x).clamp_min(1e-8)                              # (B, 1, 1, 1)
         sd = self.sigma_data
         c_skip = sd**2 / (s**2 + sd**2)

@@ -41,7 +41,7 @@ def _tensor(v, name: str) -> torch.Tensor:
 
 
 def sigma_from_alpha_bar(alpha_bar) -> torch.Tensor:
-    """VE noise level of a VP state: sigma = sqrt((1 - abar) / abar) (Song et al. 2021, card 11)."""
+    """VE noise level of a VP state: sigma = sqrt((1 - abar) / abar) (Kawar et al. 2022, App. B)."""
     a = _tensor(alpha_bar, "alpha_bar")
     return ((1 - a) / a).sqrt()
 
@@ -232,7 +232,7 @@ class DDPM(_VPScale):
 
 @dataclass(frozen=True)
 class Flow:
-    """Rectified flow x_t = (1 - t) x0 + t z, t = 0 data, t = 1 noise (Liu et al. 2023; card 10).
+    """Rectified flow x_t = (1 - t) x0 + t z, t = 0 data, t = 1 noise (Liu et al., ICLR 2023, time reversed).
 
     >>> float(Flow().t_of_sigma(Flow().sigma(0.25)))
     0.25
@@ -304,7 +304,7 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
 
 def vp_sigmas(n: int, process: DDPM | None = None, *, append_zero: bool = True, dtype=_F64,
               device=None) -> torch.Tensor:
-    """sigma = sqrt((1 - abar) / abar) at n steps evenly spaced from T-1 down to 0, then 0 (card 11).
+    """sigma = sqrt((1 - abar) / abar) at n steps evenly spaced from T-1 down to 0, then 0 (DDIM's uniform skip, Song, Meng & Ermon 2021).
 
     ``process`` defaults to ``DDPM.linear()``; the chosen steps are ``process.t_of_sigma(sigmas)``.
     """
@@ -320,7 +320,7 @@ def flow_sigmas(n: int, eps: float = 1e-3, *, append_zero: bool = True, dtype=_F
                 device=None) -> torch.Tensor:
     """sigma = t / (1 - t) on the grid t_i = (1 - eps)(1 - i/n), i < n, then 0 (t = 0, the data).
 
-    eps = 1e-3 as in the RectifiedFlow Euler sampler (card 10).
+    eps = 1e-3 as in the official RectifiedFlow Euler sampler (Liu et al., ICLR 2023).
     """
     check_int(n, "n")
     if not 0 < check_positive(eps, "eps") < 1:

@@ -16,9 +16,10 @@ Bernoulli      sigmoid(l'(y))              sigmoid(E[logit x | y]) (plug-in)
 Exponential    -l'(y)                      the posterior mean E[x | y], exactly
 =============  ==========================  =====================================================
 
-The Gamma row of the talk's table lists ``T(y) = [log y, -y]``; with ``eta = [alpha-1, -beta/x]``
-that has the wrong sign (carried through Tweedie it gives -k y / ((k-1) - y l'(y)) < 0), and the
-estimator is derived here with ``T(y) = [log y, y]``; the table's estimator column is right.
+A version of this table that circulates in talks lists ``T(y) = [log y, -y]`` for the Gamma row;
+with ``eta = [alpha-1, -beta/x]`` that has the wrong sign (carried through Tweedie it gives
+-k y / ((k-1) - y l'(y)) < 0), so the estimator is derived here with ``T(y) = [log y, y]``, which
+is what its estimator column (and the official Noise2Score code) uses.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ x ← x + (α/2)(s + g) + √α z; the official codes' x + δ(s - g_code) + √(
 
 The likelihood term, per sample:
 * paper form, Aᵀ(y - A x)/(σ_y² + γ²σ²) — Jalal's annealed Gaussian likelihood (γ = 0: the plain
-  Aᵀ(y - A x)/σ_y² written on Dimos's slides);
+  Aᵀ(y - A x)/σ_y² of Dimos's thesis, NTUA 2022);
 * ``mse`` given: the official codes' norm matching, g = mse · ||s|| · u/||u||, u = Aᵀ(y - A x):
   a fixed multiple of the prior score's norm, with no σ_y (a different, uncalibrated target).
 """
@@ -94,7 +94,7 @@ def guided_sbim(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, exact_ddim: bo
     coefficient is the DDIM one times √ᾱ = 1/√(1 + σ²) (the derivation substituted the VE score
     for the VP one): it contracts too much and under-disperses; ``exact_ddim`` gives the correct
     deterministic VE-DDIM step. g: the code's norm-matched term (``mse`` = 5, brain_T2 config) by
-    default; ``mse=None`` uses Aᵀ(y - A x)/(σ_y² + γ²σ²) (γ = 0: the slides' plain σ_y², which is
+    default; ``mse=None`` uses Aᵀ(y - A x)/(σ_y² + γ²σ²) (γ = 0: the thesis' plain σ_y², which is
     unstable at large σ; γ = 1: Jalal's annealing). Code defaults: 2 corrector steps, step_lr 5e-5
     (ε = 1e-4), 32 predictor steps on σ 232 → 0.0066, start x ~ N(0, I). x: (B, ...).
     """

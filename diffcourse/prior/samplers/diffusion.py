@@ -132,7 +132,7 @@ def flow_euler(D, x: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Gen
 
 def sbim(D, x: torch.Tensor, sigmas: torch.Tensor, *, generator: torch.Generator | None = None,
          callback=None, progress: bool = False) -> torch.Tensor:
-    """SBIM exactly as published (Dimos 2022, thesis slide 66; d-dimos/thesis_ntua_sbim):
+    """SBIM exactly as published (Dimos, diploma thesis, NTUA 2022; its code d-dimos/thesis_ntua_sbim):
 
     x_{t-1} = x_t + [σ_t/√(1 + σ_t²)] (σ_t - σ_{t-1}) s(x_t, σ_t).
     This is :func:`ddim_ve` with its step scaled by √ᾱ_t = 1/√(1 + σ_t²) (the derivation used the VE

@@ -109,7 +109,8 @@ def predictor_corrector(D, x: torch.Tensor, sigmas: torch.Tensor, *, snr: float 
     """Predictor–corrector sampler, VE (Song et al. 2021, Alg. 2): Langevin corrector, then reverse diffusion.
 
     The paper's Alg. 2 runs the predictor first; like the official code we run the corrector first
-    at each level (reference card 30, item 18), which changes nothing in the limit of small steps.
+    at each level (the official code and Alg. 2 disagree on the order), which changes nothing in the
+    limit of small steps.
 
     Order as in the official code (corrector first, at the current σ_i, then the predictor):
     ``n_corrector`` times  x ← x + ε s + √(2ε) z,  ε = :func:`snr_step_size` (per sample);
