@@ -33,20 +33,9 @@ import torch
 
 from diffcourse.posterior import solvers, tasks
 from diffcourse.prior import pretrained
+from diffcourse.prior.samplers.loop import CountingDenoiser as Counted
 from diffcourse.prior.processes import karras_sigmas
 from diffcourse.prior.train import held_out_phantoms
-
-
-class Counted:
-    """D(x, sigma) that counts its calls: ``fwd`` all, ``grad`` those with a graph to x."""
-
-    def __init__(self, D):
-        self.D, self.fwd, self.grad = D, 0, 0
-
-    def __call__(self, x, sigma):
-        self.fwd += 1
-        self.grad += int(torch.is_grad_enabled() and x.requires_grad)
-        return self.D(x, sigma)
 
 
 def sync(device):
@@ -102,7 +91,7 @@ def solver_run(D, name, task, lik, B, steps, device):
     counted = Counted(D)
 
     def run():
-        counted.fwd = counted.grad = 0
+        counted.reset()
         fn(counted, x, sigmas, lik, generator=g, **kw)
     return run, counted
 
@@ -139,9 +128,9 @@ def main(argv=None):
         def block(c):
             """The network calls of one solver run, back to back, timed as one block like the run."""
             def calls():
-                for _ in range(c.fwd - c.grad):
+                for _ in range(c.calls - c.with_grad):
                     fwd()
-                for _ in range(c.grad):
+                for _ in range(c.with_grad):
                     fwd_bwd()
             return calls
         for _ in range(args.repeats):  # interleaved, so a slow spell hits every entry alike

@@ -79,7 +79,7 @@ def sweep(D, task: str, ref: torch.Tensor, t0s=T0S, zeta_scales=(1.0,)) -> list[
                 else:
                     out, sec, counted, sig = run_dps(D, lik, x_init, t0, scale, task)
                     p, s = scores(out, ref, task)
-                    nfe = counted.fwd
+                    nfe = counted.calls
                     if t0 >= 1.0:
                         full = (p, s, nfe, sig, sec)
                 rows.append(dict(task=task, init=init_name, t0=t0, zeta_scale=scale, psnr=p, ssim=s, nfe=nfe,

@@ -28,23 +28,12 @@ from diffcourse.metrics import psnr, ssim
 from diffcourse.phantoms import shepp_logan
 from diffcourse.posterior import tasks
 from diffcourse.prior import pretrained
+from diffcourse.prior.samplers.loop import CountingDenoiser as Counted
 from diffcourse.prior.train import held_out_phantoms
 
 TEST_SEED = 10_000  # held_out_phantoms' default evaluation seed; tuning used 20_000
 NOISE_SEED, SOLVER_SEED = 1, 0
 PHASE_RUNS = 4
-
-
-class Counted:
-    """D(x, sigma) that counts its calls: ``fwd`` all of them, ``grad`` those with a graph to x."""
-
-    def __init__(self, D):
-        self.D, self.fwd, self.grad = D, 0, 0
-
-    def __call__(self, x, sigma):
-        self.fwd += 1
-        self.grad += int(torch.is_grad_enabled() and x.requires_grad)
-        return self.D(x, sigma)
 
 
 def _solvers():
@@ -92,7 +81,7 @@ def row(task, method, x, ref, seconds, counted=None, note=""):
     p, s = scores(x, ref, task)
     B = ref.shape[0]
     return {"task": task, "method": method, "psnr": p, "ssim": s, "seconds_per_image": seconds / B,
-            "nfe": None if counted is None else counted.fwd, "nfe_grad": None if counted is None else counted.grad,
+            "nfe": None if counted is None else counted.calls, "nfe_grad": None if counted is None else counted.with_grad,
             "note": note}
 
 
@@ -117,9 +106,9 @@ def phase_best_of(D, lik, ref, runs: int = PHASE_RUNS):
     pick = res.argmin(0)
     best = out.reshape(runs, B, *ref.shape[1:])[pick, torch.arange(B)]
     first = out.reshape(runs, B, *ref.shape[1:])[0]
-    counted.fwd, counted.grad = counted.fwd * runs, counted.grad * runs  # per image: runs chains
+    counted.calls, counted.with_grad = counted.calls * runs, counted.with_grad * runs  # per image: runs chains
     one = row("phase", "dps", first, ref, seconds / runs, None, "1 run")
-    one["nfe"], one["nfe_grad"] = counted.fwd // runs, counted.grad // runs
+    one["nfe"], one["nfe_grad"] = counted.calls // runs, counted.with_grad // runs
     return [one, row("phase", f"dps best of {runs}", best, ref, seconds, counted,
                      "run chosen by smallest residual")]
 

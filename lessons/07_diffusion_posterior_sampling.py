@@ -39,6 +39,7 @@ from diffcourse.posterior import guidance, solvers, tasks
 from diffcourse.prior import pretrained
 from diffcourse.prior.processes import karras_sigmas
 from diffcourse.prior.samplers.steps import ddpm_step
+from diffcourse.prior.samplers.loop import CountingDenoiser
 from diffcourse.prior.toy import GaussianMixture
 from diffcourse.prior.train import held_out_phantoms
 
@@ -634,22 +635,10 @@ assert (cnn_psnr["DPS"] - cnn_psnr["measurement y"]).min() > 4.0
 # (with the paper's 1000 steps at 256 × 256, minutes per image). We count the network calls that are differentiated, and time one step of each kind.
 
 # %%
-class Counted:
-    """D(x, sigma) that counts its calls and those whose output is differentiated."""
-
-    def __init__(self, D):
-        self.D, self.calls, self.with_grad = D, 0, 0
-
-    def __call__(self, x, sigma):
-        self.calls += 1
-        self.with_grad += int(torch.is_grad_enabled() and x.requires_grad)
-        return self.D(x, sigma)
-
-
 few = karras_sigmas(10).float()
 counts = {}
 for name, solver, params in (("DPS", solvers.dps, {"zeta": 0.5}), ("replacement", solvers.ilvr, {})):
-    counted = Counted(D)
+    counted = CountingDenoiser(D)   # counts calls, and calls with a backward pass
     solver(counted, few[0] * torch.randn(1, 1, 64, 64, generator=gen), few,
            Likelihood(lik_box.op, lik_box.noise, lik_box.y[:1]), generator=gen, **params)
     counts[name] = (counted.calls, counted.with_grad)

@@ -42,6 +42,7 @@ from diffcourse.posterior import guidance, solvers, tasks
 from diffcourse.posterior.solvers.closed_form import dds_consistency
 from diffcourse.prior import pretrained
 from diffcourse.prior.processes import karras_sigmas
+from diffcourse.prior.samplers.loop import CountingDenoiser
 from diffcourse.prior.toy import GaussianMixture
 from diffcourse.prior.train import held_out_phantoms
 
@@ -464,18 +465,6 @@ assert gap[5] < 0.1, gap
 # $\sigma_{\max} z$, as for the others).
 
 # %%
-class Counted:
-    """D(x, sigma) that counts its calls and those whose output is differentiated."""
-
-    def __init__(self, D):
-        self.D, self.calls, self.with_grad = D, 0, 0
-
-    def __call__(self, x, sigma):
-        self.calls += 1
-        self.with_grad += int(torch.is_grad_enabled() and x.requires_grad)
-        return self.D(x, sigma)
-
-
 lik_sr = tasks.make("sr4", truth[:1], seeded(9))
 sigmas25 = karras_sigmas(25).float()
 race = {"DPS": (solvers.dps, {"zeta": 0.5}),
@@ -486,7 +475,7 @@ race = {"DPS": (solvers.dps, {"zeta": 0.5}),
         "DDS": (solvers.dds, {"eta": 0.85, "gamma": 100.0, "n_cg": 5})}
 speed, race_out = {}, {}
 for name, (solver, kw) in race.items():                              # full runs: counts and images
-    counted = Counted(D)
+    counted = CountingDenoiser(D)   # counts calls, and calls with a backward pass
     g = seeded(10)
     race_out[name] = solver(counted, sigmas25[0] * torch.randn(1, 1, 64, 64, generator=g), sigmas25, lik_sr,
                             generator=g, **kw).clamp(0, 1)

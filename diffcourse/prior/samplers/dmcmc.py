@@ -37,7 +37,7 @@ from diffcourse._validate import check_int, check_positive, check_tensor
 
 from ..processes import karras_sigmas
 from .diffusion import heun
-from .loop import check_generator, guard, noise, report, steps
+from .loop import CountingDenoiser, check_generator, guard, noise, report, steps  # noqa: F401 (re-exported)
 from .steps import langevin_step
 
 __all__ = ["dmcmc", "denoising_langevin_gibbs", "denoise_from", "draw_sigma", "mixture_log_p_sigma",
@@ -50,25 +50,6 @@ class GibbsState(NamedTuple):
     sigma: torch.Tensor
     x_low: torch.Tensor
     sigma_low: torch.Tensor
-
-
-class CountingDenoiser:
-    """Wraps D and counts network evaluations: ``calls`` and ``evaluations`` (sum of batch sizes).
-
-    Per-sample NFE of a run on B samples = ``evaluations / B``.
-
-    >>> D = CountingDenoiser(lambda x, sigma: x)
-    >>> _ = D(torch.zeros(3, 2), 1.0); D.calls, D.evaluations
-    (1, 3)
-    """
-
-    def __init__(self, D):
-        self.D, self.calls, self.evaluations = D, 0, 0
-
-    def __call__(self, x, sigma):
-        self.calls += 1
-        self.evaluations += x.shape[0]
-        return self.D(x, sigma)
 
 
 def _grid(sigma_grid) -> torch.Tensor:

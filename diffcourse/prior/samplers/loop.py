@@ -29,7 +29,34 @@ import torch
 from diffcourse._validate import check_finite, check_int, check_positive, check_tensor
 
 __all__ = ["prior_sample_init", "prepare", "check_generator", "noise", "steps", "report", "guard",
-           "score", "check_int"]
+           "score", "check_int", "CountingDenoiser"]
+
+
+class CountingDenoiser:
+    """Wraps a denoiser D(x, sigma) and counts its network evaluations, for NFE tables and benchmarks.
+
+    ``calls``: calls (a batched call counts once); ``evaluations``: the sum of their batch sizes
+    (per-sample NFE of a run on B samples = ``evaluations / B``); ``with_grad``: calls whose output
+    is differentiated (a graph to x: one forward + one backward pass, as DPS pays).
+
+    >>> D = CountingDenoiser(lambda x, sigma: x)
+    >>> _ = D(torch.zeros(3, 2), 1.0); D.calls, D.evaluations, D.with_grad
+    (1, 3, 0)
+    """
+
+    def __init__(self, D):
+        self.D = D
+        self.reset()
+
+    def reset(self) -> None:
+        """Set every count back to zero."""
+        self.calls = self.evaluations = self.with_grad = 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        self.evaluations += x.shape[0]
+        self.with_grad += int(torch.is_grad_enabled() and x.requires_grad)
+        return self.D(x, sigma)
 
 
 def prior_sample_init(shape, sigma_max: float, *, generator: torch.Generator | None = None,
