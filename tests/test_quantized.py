@@ -216,7 +216,10 @@ def reference_posterior(gm, lik, n=200_000, seed=1):
     """p(x0 | y) ∝ p(x0) Π_m P(y_m | a_m x0): importance sampling from the prior, resampled to 20 000 points."""
     x0 = gm.sample(n, gen(seed))
     w = torch.softmax(lik.log_prob(x0), 0)
-    assert 1 / (w ** 2).sum() > 5000  # effective sample size
+    ess = float(1 / (w ** 2).sum())  # the reference is only as good as its effective sample size
+    if ess <= 5000:
+        raise AssertionError(f"importance sampling degenerated (effective sample size {ess:.0f} of {n}); "
+                             f"the reference posterior would be noise: draw more prior samples")
     return x0[torch.multinomial(w, 20_000, replacement=True, generator=gen(seed + 1))]
 
 

@@ -256,7 +256,8 @@ def portable_path(path: str | os.PathLike, root: str | os.PathLike = _REPO) -> s
     inside it; else as given when it is relative; else (an absolute path elsewhere, which would
     only record the machine it ran on) its last component alone.
 
-    >>> portable_path(_REPO / "runs" / "phantom64"), portable_path("/root/runs/phantom64")
+    >>> outside = Path("/") / "elsewhere" / "phantom64"          # an absolute path outside the repository
+    >>> portable_path(_REPO / "runs" / "phantom64"), portable_path(outside)
     ('runs/phantom64', 'phantom64')
     """
     path = Path(path)

@@ -198,7 +198,7 @@ def dmps_flow(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, lam: float = 1.0
 
     Flow x_t = a x0 + b ε (rectified flow a = 1 - t, b = t): x0 | x_t ≈ N(x_t/a, (b/a)² I) gives
     ∇_{x_t} log p̃ = (1/a) Aᵀ(σ_y² I + (b/a)² A Aᵀ)⁻¹(y - A x_t/a) (the residual is y - A x_t/a, not
-    y - A x_t/√ᾱ_t as a VP-coordinate transcription of the flow version would read), and the step x_{t-Δ} = x_t - v Δt -
+    y - A x_t/√ᾱ_t, the VP form, which does not hold in flow coordinates), and the step x_{t-Δ} = x_t - v Δt -
     λ [b(ȧ b - a ḃ)/a] ∇ log p̃ Δt. With x_VE = x_t/a, σ = b/a, the Euler step is exact DDIM
     (:func:`~diffcourse.prior.samplers.steps.ddim_ve_step`) and the extra term is λ σ(σ - σ') times the
     VE guidance :func:`diffcourse.posterior.guidance.dmps`. There is no official flow code; λ = 1
