@@ -79,20 +79,26 @@ _GUIDANCE_MISTAKES = {
 }
 
 
+def _compare_like_x(fn, args, reference, mistakes, what: str, label: str) -> None:
+    """Call fn on copies of args (D, x, sigma, A, y, c); its answer must be a tensor shaped like x that
+    matches reference(*args), else an error naming the case and, where one matches, the mistake."""
+    x = args[1]
+    out = fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+    assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
+    assert out.shape == x.shape, f"{what} has the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
+    expected = reference(*args)
+    if not close(out, expected, **_TOL):
+        raise AssertionError(f"{label}: " + diagnose(out, expected, args, mistakes, **_TOL))
+
+
 @exercise(_dps_guidance, *_GUIDANCE_MISTAKES)
 def check_dps_guidance(fn):
     """fn(D, x, sigma, A, y, sigma_y) = ∇_x [-||y - A D(x, σ)||²/(2σ_y²)] per sample, shaped like x."""
     mix = _mixture()
     for seed, (n, m, sigma, sigma_y) in enumerate([(5, 2, 0.7, 0.1), (4, 1, 2.5, 0.3), (3, 3, 0.15, 0.05)]):
         A, y, x = _problem(seed, n, m)
-        args = (mix.denoiser, x, sigma, A, y, sigma_y)
-        out = fn(mix.denoiser, x.clone(), sigma, A.clone(), y.clone(), sigma_y)
-        assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
-        assert out.shape == x.shape, f"the guidance has the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
-        expected = _dps_guidance(*args)
-        if not close(out, expected, **_TOL):
-            raise AssertionError(f"σ = {sigma}, σ_y = {sigma_y}: "
-                                 + diagnose(out, expected, args, _GUIDANCE_MISTAKES, **_TOL))
+        _compare_like_x(fn, (mix.denoiser, x, sigma, A, y, sigma_y), _dps_guidance, _GUIDANCE_MISTAKES,
+                        "the guidance", f"σ = {sigma}, σ_y = {sigma_y}")
 
 
 # ---------------------------------------------------------------- exercise 2: the code's step
@@ -138,14 +144,8 @@ def check_dps_code_step(fn):
     mix = _mixture()
     for seed, (n, m, sigma, zeta) in enumerate([(4, 2, 0.8, 0.5), (3, 3, 2.0, 1.3), (5, 1, 0.2, 0.25)], 10):
         A, y, x = _problem(seed, n, m)
-        args = (mix.denoiser, x, sigma, A, y, zeta)
-        out = fn(mix.denoiser, x.clone(), sigma, A.clone(), y.clone(), zeta)
-        assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
-        assert out.shape == x.shape, f"the step has the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
-        expected = _dps_code_step(*args)
-        if not close(out, expected, **_TOL):
-            raise AssertionError(f"σ = {sigma}, ζ = {zeta}, batch of {n}: "
-                                 + diagnose(out, expected, args, _STEP_MISTAKES, **_TOL))
+        _compare_like_x(fn, (mix.denoiser, x, sigma, A, y, zeta), _dps_code_step, _STEP_MISTAKES,
+                        "the step", f"σ = {sigma}, ζ = {zeta}, batch of {n}")
 
 
 # ---------------------------------------------------------------- exercise 3: Poisson misfit
