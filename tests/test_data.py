@@ -123,8 +123,10 @@ def test_brain_training_config():
     from diffcourse.prior.train import PRESETS, TrainConfig, training_batch
 
     assert "data" not in PRESETS["phantom64"].to_dict() and PRESETS["brain64"].to_dict()["data"] == "brain"
-    shipped = info("phantom64")["config"]                                # recorded before the field existed
-    assert dataclasses.replace(PRESETS["phantom64"], steps=shipped["steps"]).to_dict() == shipped
+    shipped = info("phantom64")["config"]                # the fine-tuning stage of the shipped phantom64
+    assert dataclasses.replace(PRESETS["phantom64_sharp"], steps=shipped["steps"]).to_dict() == shipped
+    old = {k: v for k, v in PRESETS["phantom64"].to_dict().items()}      # a record from before the field
+    assert "data" not in old and TrainConfig.from_dict(old).data == "phantoms"
     assert TrainConfig.from_dict(PRESETS["brain64"].to_dict()) == PRESETS["brain64"]
     assert TrainConfig.from_dict(PRESETS["tiny"].to_dict()).data == "phantoms"
     cfg = dataclasses.replace(PRESETS["brain64"], batch_size=2, size=32)

@@ -7,7 +7,7 @@ from diffcourse import phantoms
 from _util import gen
 
 
-@pytest.mark.parametrize("make", [phantoms.ellipses, phantoms.head])
+@pytest.mark.parametrize("make", [phantoms.ellipses, phantoms.head, phantoms.shepp_logan_family])
 def test_shape_range_and_determinism(make):
     x = make(3, 48, generator=gen(1))
     assert x.shape == (3, 1, 48, 48) and x.dtype == torch.float32
@@ -51,6 +51,18 @@ def test_shepp_logan_matches_scikit_image():
     ours = phantoms.shepp_logan(400)[0, 0]
     mismatch = ((ours - ref).abs() > 0.05).float().mean()
     assert mismatch < 0.01, f"{mismatch:.4f} of the pixels differ"
+
+
+def test_shepp_logan_family_is_shepp_logan_without_jitter_and_sharp_edged():
+    assert torch.equal(phantoms.shepp_logan_family(1, 64, gen(0), jitter=0.0), phantoms.shepp_logan(64))
+    x = phantoms.shepp_logan_family(8, 64, gen(1))
+    levels = torch.unique(x[0])                     # piecewise constant: few grey levels, no ramps
+    assert len(levels) < 40, len(levels)
+    soft = phantoms.shepp_logan_family(8, 64, gen(1), antialias=True)
+    assert len(torch.unique(soft[0])) > 200         # antialiased edges make many levels
+    assert (x - phantoms.shepp_logan(64)).abs().mean() > 0.01       # relatives, not copies
+    brain = x[:, 0, 28:36, 28:36].amax((1, 2))      # the centre is inside the brain of every draw
+    assert (brain > 0.03).all()
 
 
 def test_rgb_images():

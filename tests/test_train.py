@@ -5,7 +5,8 @@ import json
 
 import torch
 
-from diffcourse.prior.train import PRESETS, edm_loss, export, phantom_batch, train
+from diffcourse.prior.train import (PRESETS, edm_loss, export, phantom_batch, sharp_phantom_batch, train,
+                                    training_batch)
 
 TINY = dataclasses.replace(PRESETS["tiny"], steps=10, checkpoint_every=4)
 
@@ -36,6 +37,33 @@ def test_phantom_batch_is_seeded_and_mixed():
     assert 0 <= a.min() and a.max() <= 1
 
 
+def test_sharp_phantom_batch_mixes_the_families():
+    x = sharp_phantom_batch(64, 32, torch.Generator().manual_seed(0))
+    assert torch.equal(x, sharp_phantom_batch(64, 32, torch.Generator().manual_seed(0)))
+    n_levels = torch.tensor([len(torch.unique(im)) for im in x])
+    sharp = (n_levels < 30).float().mean()          # hard-edged images have few grey levels
+    assert 0.25 < sharp < 0.6, sharp                # 2/5 of the mix is sharp-edged
+    cfg = dataclasses.replace(PRESETS["phantom64_sharp"], size=32, batch_size=64)
+    assert torch.equal(training_batch(cfg, torch.Generator().manual_seed(0)), x)
+
+
+def test_init_starts_from_the_given_weights(tmp_path):
+    first, _ = train(TINY, None)
+    torch.save(first.state_dict(), tmp_path / "init.pt")
+    zero = dataclasses.replace(TINY, steps=0, init=str(tmp_path / "init.pt"))
+    started, state = train(zero, None)
+    for a, b in zip(first.state_dict().values(), started.state_dict().values()):
+        assert torch.equal(a, b)
+    assert state["config"]["init"] == str(tmp_path / "init.pt")
+    assert "init" not in TINY.to_dict()             # records without init are unchanged
+    try:
+        train(dataclasses.replace(TINY, init=str(tmp_path / "missing.pt")), None)
+    except FileNotFoundError as err:
+        assert "init" in str(err)
+    else:
+        raise AssertionError("a missing init file must fail")
+
+
 def test_exact_resume_is_bitwise(tmp_path):
     uninterrupted, _ = train(TINY, None)
     train(TINY, tmp_path, stop_after=6)                    # "interrupted" after step 6
@@ -54,6 +82,23 @@ def test_resume_refuses_other_settings(tmp_path):
         assert "other settings" in str(err)
     else:
         raise AssertionError("resuming with other settings must fail")
+
+
+def test_resume_across_a_learning_rate_decay_added_at_the_end(tmp_path):
+    train(TINY, tmp_path)                                    # 10 steps at a constant rate
+    longer = dataclasses.replace(TINY, steps=14, lr_decay_steps=4, lr_final=0.1)
+    resumed, state = train(longer, tmp_path)                 # the decay starts where the run ended
+    fresh, _ = train(longer, None)
+    for a, b in zip(fresh.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert state["step"] == 14
+    early = dataclasses.replace(TINY, steps=14, lr_decay_steps=8)   # would have decayed from step 6
+    try:
+        train(early, tmp_path)
+    except ValueError as err:
+        assert "other settings" in str(err)
+    else:
+        raise AssertionError("a schedule that differs before the checkpoint's step must not resume")
 
 
 def test_tiny_model_learns():

@@ -7,6 +7,10 @@
 #        unit tests, doctests, and every notebook of lessons/, solutions/ and exercises/ under nbval
 #        (paths: run only these test files and/or these .py notebooks)
 #   bash tools/bootstrap.sh install                      only install
+#   bash tools/bootstrap.sh browser-check [options]      install, add Playwright (and a Chromium if
+#        none is there), then open a lesson in JupyterLab in a headless browser, run all its cells and
+#        save a screenshot (tools/browser_check.py; not part of the test suite: it needs the network
+#        the first time, for Playwright)
 #
 # Environment (all optional):
 #   VENV             where the virtual environment lives (default: .venv in the repository)
@@ -131,9 +135,34 @@ run_tests() {
     return "$rc"
 }
 
+browser_check() {
+    if ! "$PY" -c 'import playwright' 2>/dev/null; then
+        say "installing Playwright (pip install playwright)"
+        "$PY" -m pip install --quiet --progress-bar off playwright
+    fi
+    local name found="${CHROMIUM:-}"
+    for name in chromium chromium-browser google-chrome google-chrome-stable; do
+        [ -z "$found" ] && command -v "$name" > /dev/null && found="$name"
+    done
+    if [ -z "$found" ]; then
+        say "no Chromium on the PATH: trying Playwright's own (python -m playwright install chromium)"
+        if ! "$PY" -m playwright install chromium; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+                say "Playwright could not download its browser: installing Debian's chromium"
+                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+            else
+                say "no Chromium: install one (Debian/Ubuntu: sudo apt-get install chromium) or set CHROMIUM=/path/to/it"
+                exit 1
+            fi
+        fi
+    fi
+    "$PY" tools/browser_check.py "$@"
+}
+
 case "${1:-}" in
     lab) shift; install; lab "$@" ;;
     test) shift; install; run_tests "$@" ;;
     install) install ;;
-    *) echo "usage: bash tools/bootstrap.sh lab|test|install [args]" >&2; exit 2 ;;
+    browser-check) shift; install; browser_check "$@" ;;
+    *) echo "usage: bash tools/bootstrap.sh lab|test|install|browser-check [args]" >&2; exit 2 ;;
 esac

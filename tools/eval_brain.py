@@ -10,6 +10,7 @@ looks like it). Targets of the brain prior: gain >= 11 dB at sigma = 0.1, >= 3 d
 
     python tools/eval_brain.py --run-dir /work/runs/brain64          # a training run (EMA weights)
     python tools/eval_brain.py --weights diffcourse/prior/weights/brain64.pt
+    python tools/eval_brain.py --weights diffcourse/prior/weights/brain64_coronal.pt --orientation coronal
 """
 from __future__ import annotations
 
@@ -47,18 +48,22 @@ def ct_small(size: int = 64) -> torch.Tensor:
     return F.interpolate(data.window(hu, 40, 400)[None, None], size=(size, size), mode="area")
 
 
-def test_sets(n: int, size: int = 64) -> dict[str, torch.Tensor]:
+def test_sets(n: int, size: int = 64, orientation: str = "axial") -> dict[str, torch.Tensor]:
+    """Held-out slices in ``orientation`` (the prior's own), and out-of-family images, among them
+    slices in the perpendicular orientation (coronal for an axial prior, axial for a coronal one)."""
+    other = "coronal" if orientation == "axial" else "axial"
     sets = {}
     for i, contrast in enumerate(data.CONTRASTS):
         g = torch.Generator().manual_seed(SEED + i)
-        sets[f"held-out {contrast}"] = data.brain_slices(n, size, g, contrast=contrast, split="test")
+        sets[f"held-out {contrast}"] = data.brain_slices(n, size, g, contrast=contrast, split="test",
+                                                         orientation=orientation)
     g = torch.Generator().manual_seed(SEED + 10)
-    sets["held-out mixed"] = data.brain_slices(n, size, g, contrast="mixed", split="test")
+    sets["held-out mixed"] = data.brain_slices(n, size, g, contrast="mixed", split="test", orientation=orientation)
     g = torch.Generator().manual_seed(SEED + 11)
-    t1 = data.brain_slices(n, size, g, contrast="t1", split="test")
+    t1 = data.brain_slices(n, size, g, contrast="t1", split="test", orientation=orientation)
     sets["out: inverted t1"] = torch.where(t1 > 0.02, 1.05 - t1, torch.zeros(())).clamp(0, 1)
     g = torch.Generator().manual_seed(SEED + 12)
-    sets["out: coronal t2"] = data.brain_slices(n, size, g, contrast="t2", orientation="coronal", split="all")
+    sets[f"out: {other} t2"] = data.brain_slices(n, size, g, contrast="t2", orientation=other, split="all")
     sets["out: shepp-logan"] = phantoms.shepp_logan(size)
     sets["out: CT_small.dcm"] = ct_small(size)
     return sets
@@ -72,12 +77,14 @@ def main():
     parser.add_argument("--n", type=int, default=8, help="images per held-out set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="only the held-out mixed set")
+    parser.add_argument("--orientation", default="axial", choices=["axial", "coronal"],
+                        help="the prior's own orientation (brain64_coronal: coronal)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     D, step = load_run(args.run_dir) if args.run_dir else load_weights(args.weights)
     print(f"checkpoint: step {step}; PSNR in dB, mean over images")
     t0 = time.perf_counter()
-    for name, x0 in test_sets(args.n).items():
+    for name, x0 in test_sets(args.n, orientation=args.orientation).items():
         if args.quick and name != "held-out mixed":
             continue
         for r in denoising_table(D, x0):

@@ -1,8 +1,11 @@
 """Measure a trained phantom prior: Tweedie-denoiser PSNR vs noisy input and vs the best-tuned TV
-denoiser on held-out phantoms, and (optionally) save a grid of unconditional samples.
+denoiser on held-out phantoms, in family (held-out head-like phantoms and ellipses) and out of the
+first prior's family (Shepp-Logan, sharp-edged random ellipses, sharp random Shepp-Logan relatives,
+from seeds no training run draws), and (optionally) save a grid of unconditional samples.
 
     python tools/eval_prior.py                          # the shipped phantom64
     python tools/eval_prior.py --run-dir runs/phantom64 --samples /tmp/samples.png
+    python tools/eval_prior.py --weights runs/phantom64_base.pt --json /tmp/base.json
 """
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ import argparse
 
 import torch
 
-from diffcourse import metrics
+import json
+from pathlib import Path
+
+from diffcourse import metrics, phantoms
 from diffcourse.posterior.tv import tv_denoise_tuned
 from diffcourse.prior import pretrained, samplers
 from diffcourse.prior.nets import UNetConfig, build_denoiser
@@ -41,19 +47,48 @@ def load_run(run_dir: str):
     return D.eval().requires_grad_(False), saved["step"]
 
 
+def test_sets(n: int, seed: int = 30_000) -> dict[str, torch.Tensor]:
+    """The evaluation images, by name: in family (held-out phantoms) and the sharp-edged families."""
+    g = torch.Generator().manual_seed(seed)
+    return {"held-out heads": held_out_phantoms(n)[: (3 * n) // 4],
+            "held-out ellipses": held_out_phantoms(n)[(3 * n) // 4:],
+            "Shepp-Logan": phantoms.shepp_logan(64),
+            "sharp ellipses": phantoms.ellipses(n, 64, generator=g, antialias=False),
+            "sharp SL family": phantoms.shepp_logan_family(n, 64, generator=g)}
+
+
+def load_weights(path: str):
+    """Exported EMA weights (a state dict) of the phantom64 network."""
+    D = build_denoiser(UNetConfig.from_dict(pretrained.info("phantom64")["config"]["net"]))
+    D.load_state_dict(torch.load(path, weights_only=True))
+    return D.eval().requires_grad_(False), Path(path).name
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir")
+    parser.add_argument("--weights", help="an exported .pt of the phantom64 network")
+    parser.add_argument("--json", help="write the tables here")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--samples", help="save a grid of 16 samples (Heun, 50 steps) to this PNG")
     args = parser.parse_args()
-    D, step = load_run(args.run_dir) if args.run_dir else (pretrained.load("phantom64"), "shipped")
-    x0 = held_out_phantoms(args.n)
+    if args.run_dir:
+        D, step = load_run(args.run_dir)
+    elif args.weights:
+        D, step = load_weights(args.weights)
+    else:
+        D, step = pretrained.load("phantom64"), "shipped"
     print(f"checkpoint: {step}")
-    for r in denoising_table(D, x0):
-        print(f"sigma={r['sigma']:.2f}  noisy {r['noisy']:.2f} dB  tweedie {r['tweedie']:.2f} dB "
-              f"(gain {r['tweedie'] - r['noisy']:+.2f})  best TV {r['tv']:.2f} dB "
-              f"(tweedie - TV {r['tweedie'] - r['tv']:+.2f})")
+    tables = {}
+    for name, x0 in test_sets(args.n).items():
+        tables[name] = denoising_table(D, x0)
+        print(name)
+        for r in tables[name]:
+            print(f"  sigma={r['sigma']:.2f}  noisy {r['noisy']:.2f} dB  tweedie {r['tweedie']:.2f} dB "
+                  f"(gain {r['tweedie'] - r['noisy']:+.2f})  best TV {r['tv']:.2f} dB "
+                  f"(tweedie - TV {r['tweedie'] - r['tv']:+.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(step), "tables": tables}, indent=1))
     if args.samples:
         import matplotlib
         matplotlib.use("Agg")

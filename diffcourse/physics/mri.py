@@ -19,7 +19,7 @@ from .linear import SVD, LinearOperator
 from .masks import cartesian_mask, variable_density_mask
 
 __all__ = ["fft2c", "ifft2c", "SingleCoilMRI", "MultiCoilMRI", "coil_sensitivities",
-           "cartesian_mask", "variable_density_mask", "rss"]
+           "cartesian_mask", "variable_density_mask", "rss", "smooth_phase"]
 
 
 def fft2c(x: torch.Tensor) -> torch.Tensor:
@@ -37,6 +37,37 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
 def rss(images: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Root sum of squares over coils: ``sqrt(sum_i |x_i|^2)`` (keeps ``dim``)."""
     return images.abs().pow(2).sum(dim, keepdim=True).sqrt()
+
+
+def smooth_phase(n: int, size: int, *, max_freq: int = 2, amplitude: float = math.pi,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Smooth random phase maps (n, 1, size, size) in [-amplitude, amplitude], for complex test images.
+
+    Each map is a random trigonometric polynomial: standard normal complex coefficients on the
+    frequencies |k_y|, |k_x| <= ``max_freq`` (cycles per field of view), the real part taken and
+    scaled so that its largest |value| is ``amplitude``. MR images carry such a slowly varying phase
+    (field inhomogeneity, receive-chain phase); the image is then ``|x| exp(i phase)``. Each map draws its
+    own numbers in turn, so a batch of two equals two batches of one from the same generator.
+
+    >>> phi = smooth_phase(2, 16, generator=torch.Generator().manual_seed(0))
+    >>> phi.shape, bool(torch.allclose(phi.abs().flatten(1).amax(1), torch.full((2,), math.pi)))
+    (torch.Size([2, 1, 16, 16]), True)
+    """
+    check_int(n, "n")
+    check_int(size, "size")
+    check_int(max_freq, "max_freq", 0)
+    if not 2 * max_freq < size:
+        raise ValueError(f"max_freq must be < size / 2 = {size / 2}, got {max_freq}")
+    if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)) or not amplitude > 0:
+        raise ValueError(f"amplitude must be a number > 0, got {amplitude!r}")
+    k = 2 * max_freq + 1
+    c = torch.stack([torch.randn(k, k, 2, generator=generator, dtype=torch.float64) for _ in range(n)])  # per image
+    coef = torch.zeros(n, size, size, dtype=torch.complex128)
+    idx = torch.arange(-max_freq, max_freq + 1) % size                  # DFT indices of the low band
+    coef[:, idx[:, None], idx[None, :]] = torch.view_as_complex(c)
+    field = torch.fft.ifft2(coef).real                                 # (n, size, size)
+    field = field / field.abs().flatten(1).amax(1).clamp_min(1e-30)[:, None, None]
+    return (amplitude * field)[:, None].to(torch.get_default_dtype())
 
 
 def coil_sensitivities(n_coils: int, size: int, *, width: float = 0.6,

@@ -10,7 +10,11 @@ gives the same result as two batches of one.
 * ADMM for min_x 1/2 ||A x - y||^2 + lam ||D x||_1 (Boyd et al. 2011, sec. 6.4): TV (D = gradient),
   TV along z for volumes (DiffusionMBIR, Chung et al. CVPR 2023), sparsity (D = I);
 * plug-and-play ADMM (Venkatakrishnan et al. 2013) and RED (Romano, Elad, Milanfar 2017) with any
-  denoiser D(x, sigma).
+  denoiser D(x, sigma);
+* quantized compressed sensing: binary iterative hard thresholding for 1-bit data (BIHT, Jacques,
+  Laska, Boufounos & Baraniuk, IEEE Trans. Inf. Theory 2013) and its multi-bit, quantization-
+  consistent counterpart, sparse in an orthonormal transform W (e.g. the Haar wavelet of
+  :mod:`diffcourse.posterior.wavelet`).
 
 Iteration counts are ``n_iter`` (outer iterations) and ``n_iter_cg`` (CG steps per x-update).
 :class:`~diffcourse.physics.volume.SliceWise` (a 2-D operator on every slice of a volume) lives in
@@ -28,7 +32,7 @@ from ..physics.volume import SliceWise
 from .tv import diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold
 
 __all__ = ["cg", "least_squares", "tikhonov", "admm_step", "admm_l1", "admm_tv", "SliceWise", "admm_tv_z",
-           "pnp_admm", "red"]
+           "pnp_admm", "red", "hard_threshold", "biht", "qiht"]
 
 
 def least_squares(op, y: torch.Tensor, *, x0: torch.Tensor | None = None, n_iter: int = 100,
@@ -206,3 +210,74 @@ def red(op, y: torch.Tensor, D, tau: float, step: float, n_iter: int = 100, *, s
     for _ in range(n_iter):
         x = x - step * (op.AT(op.A(x) - y) + tau * (x - D(x, sigma)))
     return check_finite(x, "red", "reduce step (or tau)")
+
+
+def hard_threshold(c: torch.Tensor, k: int) -> torch.Tensor:
+    """H_k: keep the k entries of largest modulus of each sample, zero the rest (Blumensath & Davies 2009).
+
+    >>> hard_threshold(torch.tensor([[3.0, -5.0, 1.0], [0.5, 0.1, -0.2]]), 1)
+    tensor([[ 0.0000, -5.0000,  0.0000],
+            [ 0.5000,  0.0000,  0.0000]])
+    """
+    flat = c.flatten(1)                                             # (B, n)
+    k = check_int(k, "k")
+    if k > flat.shape[1]:
+        raise ValueError(f"k must be <= the number of coefficients {flat.shape[1]}, got {k}")
+    idx = flat.abs().topk(k, dim=1).indices
+    return torch.zeros_like(flat).scatter(1, idx, flat.gather(1, idx)).reshape(c.shape)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def biht(op, y: torch.Tensor, k: int, n_iter: int = 100, *, W=_identity, WT=_identity) -> torch.Tensor:
+    """Binary iterative hard thresholding (Jacques, Laska, Boufounos & Baraniuk, IEEE Trans. Inf. Theory
+    2013, Alg. 1) for 1-bit data y = sign(A x) ∈ {-1, +1}, k-sparse in the orthonormal transform W:
+
+        x <- WT(H_k(W(x + 1/2 A^T (y - sign(A x)))))   from x = 0,   then x / ||x||
+
+    A^T(y - sign(A x))/2 is minus a subgradient of the one-sided l1 sign misfit sum_m [-y_m a_m^T x]_+.
+    1-bit data carry no scale (sign(A x) = sign(A 2x)), so the estimate is returned with unit norm per
+    sample; the paper's step τ is left out because from x = 0 it only scales every iterate. ``W`` and
+    ``WT``: an orthonormal transform and its inverse (default identity). y (B, M) -> x like op.AT(y).
+
+    >>> class Op:
+    ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
+    >>> biht(Op(), torch.tensor([[1.0, -1.0, 1.0]]), k=3, n_iter=5)   # identity: x ∝ y
+    tensor([[ 0.5774, -0.5774,  0.5774]])
+    """
+    check_op(op)
+    check_tensor(y, "y")
+    if not bool((y.abs() == 1).all()):
+        raise ValueError("y must hold signs -1 or +1 (for bin indices k of Quantizer.sign(): y = 2 k - 1)")
+    check_int(n_iter, "n_iter", 0)
+    x = torch.zeros_like(op.AT(y))
+    for _ in range(n_iter):
+        x = WT(hard_threshold(W(x + op.AT(y - torch.sign(op.A(x))) / 2), k))
+    norm = x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+    return x / norm.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def qiht(op, l: torch.Tensor, u: torch.Tensor, k: int, n_iter: int = 100, *, step: float = 1.0, W=_identity,
+         WT=_identity, x0: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantization-consistent iterative hard thresholding for multi-bit data, y_m = the bin [l_m, u_m)
+    holding a_m^T x: projected gradient descent (Blumensath & Davies 2009) on the distance of A x to the
+    bins, 1/2 ||A x - Π(A x)||², with Π the clamp into [l, u], under k-sparsity in W:
+
+        x <- WT(H_k(W(x + step A^T (Π(A x) - A x))))
+
+    With the half-lines [0, ∞) and (-∞, 0) as bins this is the l2 variant of BIHT (Jacques et al.
+    2013), which 0 already satisfies: only several thresholds (or a known norm) fix the scale.
+    ``step`` <= 1/||A||² (1 when A A^T = I); bounds may be infinite; starts at x0 (default 0).
+    """
+    check_op(op)
+    check_tensor(l, "l")
+    check_tensor(u, "u")
+    check_int(n_iter, "n_iter", 0)
+    step = check_positive(step, "step")
+    x = torch.zeros_like(op.AT(torch.zeros_like(l))) if x0 is None else check_tensor(x0, "x0")
+    for _ in range(n_iter):
+        z = op.A(x)
+        x = WT(hard_threshold(W(x + step * op.AT(torch.minimum(torch.maximum(z, l), u) - z)), k))
+    return check_finite(x, "qiht", "reduce step (<= 1/||A||^2)")

@@ -42,8 +42,8 @@ from .._validate import as_sigma, check_int, check_nonnegative, check_tensor
 from ..physics.noise import QuantizedNoise, log_normal_interval
 
 __all__ = ["qcs", "qcs_ep", "qcs_multibit_g", "qcs_onebit_g", "normal_interval_score",
-           "truncated_normal_moments", "gram_eigh", "ep_box_score", "QuantizedProblem", "quantized_problem",
-           "qcs_score", "qcs_ep_score"]
+           "truncated_normal_moments", "gram_eigh", "gram_diag", "ep_box_score", "QuantizedProblem",
+           "quantized_problem", "qcs_score", "qcs_ep_score"]
 
 _F64 = torch.float64
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -152,6 +152,36 @@ def gram_eigh(op, y_shape, device=None):
     return cache[key]
 
 
+def gram_diag(op, y_shape, device=None) -> torch.Tensor:
+    """diag(A Aᵀ) = ||a_m||² (M,), float64, all QCS-SGM needs: the row norms of ``op.matrix`` (O(MN)) when
+    there is one, else ||Aᵀ e_m||² by M adjoint applications (in chunks), cached per operator and
+    device; no M x M matrix, no eigendecomposition."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    matrix = getattr(op, "matrix", None)
+    if isinstance(matrix, torch.Tensor) and matrix.ndim == 2:
+        return (matrix.to(device=device, dtype=_F64) ** 2).sum(1)
+    cache = _GRAM.setdefault(op, {})
+    key = ("diag", tuple(y_shape), str(device))
+    if key not in cache:
+        done = cache.get((tuple(y_shape), str(device)))
+        cache[key] = done[2] if done else _row_norms(op, tuple(y_shape), device)
+    return cache[key]
+
+
+def _row_norms(op, y_shape, device, chunk: int = 256) -> torch.Tensor:
+    """||Aᵀ e_m||² for every m, ``chunk`` measurements at a time (no M x M matrix)."""
+    M = math.prod(y_shape)
+    out = torch.empty(M, dtype=_F64, device=device)
+    with torch.no_grad():
+        for i in range(0, M, chunk):
+            idx = torch.arange(i, min(i + chunk, M), device=device)
+            E = torch.zeros(len(idx), M, dtype=_F64, device=device)
+            E[torch.arange(len(idx), device=device), idx] = 1.0
+            v = op.AT(E.reshape(len(idx), *y_shape)).flatten(1)
+            out[idx] = (v.abs() ** 2).sum(1).to(_F64)
+    return out
+
+
 # ------------------------------------------------------------------------------ guidance
 def _quantized(lik, x: torch.Tensor, name: str):
     """(op, quantizer, σ_y) of a linear operator with quantized noise, else TypeError naming the argument."""
@@ -169,7 +199,8 @@ def _quantized(lik, x: torch.Tensor, name: str):
 @dataclass(frozen=True)
 class QuantizedProblem:
     """What the quantized scores need, computed once per solver run: the operator, the bins
-    [l, u) of y and its signs (1-bit), σ_y, and A Aᵀ = U diag(lam) Uᵀ with its diagonal (float64)."""
+    [l, u) of y and its signs (1-bit), σ_y, diag(A Aᵀ) and, for EP, A Aᵀ = U diag(lam) Uᵀ (float64;
+    lam and U are None when the problem was gathered with ``spectrum=False``)."""
 
     op: object
     y_shape: tuple
@@ -178,8 +209,8 @@ class QuantizedProblem:
     sign: torch.Tensor | None
     threshold: torch.Tensor | None
     sigma_y: float
-    lam: torch.Tensor
-    U: torch.Tensor
+    lam: torch.Tensor | None
+    U: torch.Tensor | None
     diag: torch.Tensor
 
     def z(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,9 +223,10 @@ class QuantizedProblem:
         return out.real if out.is_complex() and not x.is_complex() else out
 
 
-def quantized_problem(lik, x: torch.Tensor, name: str = "qcs") -> QuantizedProblem:
+def quantized_problem(lik, x: torch.Tensor, name: str = "qcs", *, spectrum: bool = True) -> QuantizedProblem:
     """Check ``lik`` (a linear operator with :class:`~diffcourse.physics.noise.QuantizedNoise`) against
-    an example state ``x`` and gather a :class:`QuantizedProblem`; errors name the argument."""
+    an example state ``x`` and gather a :class:`QuantizedProblem`; errors name the argument.
+    ``spectrum=False``: only diag(A Aᵀ) (QCS-SGM), not the O(M³) eigendecomposition EP needs."""
     op, quant, sigma_y = _quantized(lik, x, name)
     if lik.y.is_floating_point() or lik.y.is_complex() or lik.y.dtype == torch.bool:
         raise TypeError(f"lik.y must hold integer bin indices (as QuantizedNoise.sample returns), got {lik.y.dtype}")
@@ -202,7 +234,10 @@ def quantized_problem(lik, x: torch.Tensor, name: str = "qcs") -> QuantizedProbl
         Ax = op.A(x)
     k = lik.y_for(Ax)                                                  # ValueError naming y on a shape mismatch
     l, u = quant.bounds(k, dtype=_F64)
-    lam, U, diag = gram_eigh(op, Ax.shape[1:], Ax.device)
+    if spectrum:
+        lam, U, diag = gram_eigh(op, Ax.shape[1:], Ax.device)
+    else:
+        lam, U, diag = None, None, gram_diag(op, Ax.shape[1:], Ax.device)
     two = quant.n_bins == 2
     return QuantizedProblem(op, tuple(Ax.shape[1:]), l.flatten(1).to(Ax.device), u.flatten(1).to(Ax.device),
                             (2 * k.flatten(1) - 1).to(_F64) if two else None,
@@ -232,7 +267,7 @@ def qcs(x: torch.Tensor, sigma, lik) -> torch.Tensor:
     Likelihood with a linear operator and :class:`~diffcourse.physics.noise.QuantizedNoise`;
     ``sigma`` a number or (B,); x (B, ...) -> (B, ...). σ = 0 gives ∇_x log p(y | x) itself.
     """
-    return qcs_score(quantized_problem(lik, x, "qcs"), x, sigma)
+    return qcs_score(quantized_problem(lik, x, "qcs", spectrum=False), x, sigma)
 
 
 def _damp(new, old, damping):

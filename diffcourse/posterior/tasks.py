@@ -22,7 +22,16 @@ sr4        4× super-resolution, 4 × 4 average pooling -> 16 × 16             
 deblur     circular Gaussian blur, 13 × 13 kernel, std 2 px                       0.025
 phase      Fourier phase retrieval |F pad(x)|, oversampling 2 -> 128 × 128        0.01
 cnnblur    a fixed random two-layer CNN blur (NeuralBlur, seed 0)                 0.025
+ct8_3d     volumes (B, 1, D, 64, 64), every axial slice by ct8's 8-view CT        0.7
+la90_3d    volumes, every axial slice by limited-angle CT, 90 views over 0-90°     0.7
+mri4_3d    volumes, every axial slice by mri4's 4x Cartesian MRI (one mask)       0.01
 =========  =====================================================================  ========
+
+The volume tasks (``names(volumes=True)``) measure each axial slice of x (B, 1, D, 64, 64) with a
+2-D operator through :class:`~diffcourse.physics.volume.SliceWise` (y: (B, D, ...)), as in
+DiffusionMBIR (Chung, Ryu, McCann, Klasky & Ye, CVPR 2023); their solvers are the 3-D ones
+(``diffusion_mbir``, ``tpdm``) and 2-D ones run on every slice through
+:func:`~diffcourse.posterior.solvers.volume.slice_by_slice`; their ADMM-TV is 3-D.
 
 σ_y = 0.025 on [0, 1] images is the DPS paper's σ_y = 0.05 on [-1, 1]. The CT noise, 0.7 in ray-sum
 units, is 5 % of the rms of a phantom's sinogram; the MRI noise is per real and imaginary part.
@@ -37,16 +46,18 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import check_image
-from ..physics.ct import Radon, hann_window, sparse_view
+from .._validate import check_image, check_int
+from ..physics.ct import Radon, hann_window, limited_angle, sparse_view
 from ..physics.likelihood import Likelihood
 from ..physics.masks import cartesian_mask
 from ..physics.mri import SingleCoilMRI
 from ..physics.noise import GaussianNoise
 from ..physics.nonlinear import NeuralBlur, PhaseRetrieval
 from ..physics.operators import Blur, Downsample, Inpaint, box_mask, gaussian_kernel, random_mask
+from ..physics.volume import SliceWise
 from ..prior.processes import karras_sigmas
 from .classical import admm_tv
+from .tv3d import admm_tv_3d
 
 __all__ = ["SIZE", "TASKS", "names", "describe", "operator", "make", "settings", "tuned_solvers",
            "baseline", "admm_tv_tuned"]
@@ -75,6 +86,10 @@ _OPERATORS = {
     "deblur": lambda: Blur(gaussian_kernel(13, 2.0)),
     "phase": lambda: PhaseRetrieval(2.0),
     "cnnblur": lambda: NeuralBlur(seed=0),
+    # volume tasks: the 2-D operator of every axial slice (``operator`` wraps it in a SliceWise)
+    "ct8_3d": lambda: Radon(SIZE, sparse_view(8)),
+    "la90_3d": lambda: Radon(SIZE, limited_angle(90, 90)),
+    "mri4_3d": lambda: SingleCoilMRI(cartesian_mask(SIZE, 4, 0.08, generator=_mask_generator())),
 }
 
 # A schedule is stored as the arguments of ``karras_sigmas`` (Karras et al. 2022, Eq. 5; defaults
@@ -189,17 +204,47 @@ TASKS: dict[str, dict] = {
         "sigma_y": 0.025,
         "solvers": {"dps": {"sigmas": {"n": 100}, "zeta": 0.5}},
     },
+    # Volume tasks: diffusion_mbir, dds_tv_z and tpdm on volumes (solvers.volume), dds slice by slice
+    # (volume.slice_by_slice). Tuned by benchmarks/volume_table.py --tune on one separate volume (seed
+    # 32 000, a 16-slice slab), see the note at the end of the table.
+    "ct8_3d": {
+        "about": "volumes, 8-view sparse-view CT of every axial slice, sigma_y = 0.7",
+        "sigma_y": 0.7, "volume": True,
+        "admm_tv": {"lam": 1.5, "rho": 45.0, "n_iter": 200},
+        "solvers": {"diffusion_mbir": {"sigmas": {"n": 50}, "lam": 0.5, "rho": 20.0},
+                    "tpdm": {"sigmas": {"n": 50}, "w": 0.45},
+                    "dds": {"sigmas": {"n": 50}, "gamma": 0.01},
+                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 0.01, "lam": 2.0, "rho": 50.0}},
+    },
+    "la90_3d": {
+        "about": "volumes, limited-angle CT (90 views over 0-90 degrees) of every axial slice, sigma_y = 0.7",
+        "sigma_y": 0.7, "volume": True,
+        "admm_tv": {"lam": 5.0, "rho": 150.0, "n_iter": 200},
+        "solvers": {"diffusion_mbir": {"sigmas": {"n": 50}, "lam": 0.5, "rho": 20.0},
+                    "tpdm": {"sigmas": {"n": 50}, "w": 0.13},
+                    "dds": {"sigmas": {"n": 50}, "gamma": 0.0025},
+                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 0.0025, "lam": 24.0, "rho": 600.0}},
+    },
+    "mri4_3d": {
+        "about": "volumes, 4x Cartesian MRI of every axial slice (mri4's mask), sigma_y = 0.01",
+        "sigma_y": 0.01, "volume": True,
+        "admm_tv": {"lam": 0.0005, "rho": 0.0015, "n_iter": 200},
+        "solvers": {"diffusion_mbir": {"sigmas": {"n": 50}, "lam": 0.005, "rho": 0.01},
+                    "tpdm": {"sigmas": {"n": 50}, "w": 5.0},
+                    "dds": {"sigmas": {"n": 50}, "gamma": 10.0},
+                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 10.0, "lam": 0.01, "rho": 0.25}},
+    },
 }
 
 
-def names() -> list[str]:
-    """The task names, in the order of the table."""
-    return list(TASKS)
+def names(volumes: bool = False) -> list[str]:
+    """The task names, in the order of the table: the image tasks, or with ``volumes`` the volume tasks."""
+    return [name for name, row in TASKS.items() if bool(row.get("volume")) == volumes]
 
 
 def _row(name: str) -> dict:
     if name not in TASKS:
-        raise ValueError(f"name must be one of the tasks {names()}, got {name!r}")
+        raise ValueError(f"name must be one of the tasks {list(TASKS)}, got {name!r}")
     return TASKS[name]
 
 
@@ -208,10 +253,14 @@ def describe(name: str) -> str:
     return _row(name)["about"]
 
 
-def operator(name: str):
-    """A fresh forward operator of the task (deterministic), on the CPU in the default dtype."""
-    _row(name)
-    return _OPERATORS[name]()
+def operator(name: str, depth: int | None = None):
+    """A fresh forward operator of the task (deterministic), on the CPU in the default dtype; for a
+    volume task the SliceWise operator on volumes of ``depth`` slices."""
+    if not _row(name).get("volume"):
+        return _OPERATORS[name]()
+    if depth is None:
+        raise ValueError(f"task {name!r} measures volumes: give their depth, operator({name!r}, depth)")
+    return SliceWise(_OPERATORS[name](), check_int(depth, "depth"))
 
 
 def make(name: str, x: torch.Tensor, generator: torch.Generator | None = None, *,
@@ -222,10 +271,15 @@ def make(name: str, x: torch.Tensor, generator: torch.Generator | None = None, *
     and dtype. ``sigma_y`` overrides the task's noise level (0: noise-free y = A(x)).
     """
     row = _row(name)
-    check_image(x, "x", size=(SIZE, SIZE))
+    if row.get("volume"):
+        if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[-2:] != (SIZE, SIZE):
+            raise ValueError(f"x must be volumes (B, 1, D, {SIZE}, {SIZE}) for task {name!r}, got shape "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+    else:
+        check_image(x, "x", size=(SIZE, SIZE))
     if x.shape[1] != 1:
         raise ValueError(f"x must have 1 channel, got shape {tuple(x.shape)}")
-    op = operator(name).to(device=x.device, dtype=x.dtype)
+    op = operator(name, x.shape[2] if row.get("volume") else None).to(device=x.device, dtype=x.dtype)
     noise = GaussianNoise(row["sigma_y"] if sigma_y is None else sigma_y)
     return Likelihood.measure(op, noise, x, generator=generator)
 
@@ -278,6 +332,8 @@ def admm_tv_tuned(name: str, lik: Likelihood) -> torch.Tensor:
     op = _linear_op(name, lik)
     if params is None:
         raise ValueError(f"no ADMM-TV settings for task {name!r}")
+    if _row(name).get("volume"):
+        return admm_tv_3d(op, lik.y, **params)  # isotropic TV over z, y and x
     return admm_tv(op, lik.y, **params)
 
 
@@ -298,12 +354,24 @@ def _phase_hio(lik: Likelihood, n_iter: int = 300, beta: float = 0.9,
     return x[..., p:p + SIZE, p:p + SIZE]
 
 
+def _volume_baseline(lik: Likelihood) -> torch.Tensor:
+    op, y = lik.op.op, lik.y.flatten(0, 1)  # the 2-D operator, the (B D, ...) slice data
+    if isinstance(op, Radon):  # FBP's weight π/(2 n) assumes n angles over 180°
+        step = float(op.angles[1] - op.angles[0]) if op.n_angles > 1 else 180.0
+        x = op.fbp(y, window=hann_window) * (op.n_angles * step / 180)
+    else:
+        x = op.AT(y).real
+    return x.reshape(-1, lik.op.depth, *x.shape[1:]).transpose(1, 2)  # (B D, C, H, W) -> (B, C, D, H, W)
+
+
 def baseline(name: str, lik: Likelihood) -> torch.Tensor:
     """The classical reconstruction of task ``name``: FBP (Hann window) for CT, the zero-filled
     image Re(A^H y) for MRI, the pseudo-inverse A^+ y for inpainting and super-resolution, a
     truncated SVD (singular values ≥ 0.1) for deblurring, Fienup's HIO for phase retrieval, and
-    y itself (no inversion) for the CNN blur."""
-    _row(name)
+    y itself (no inversion) for the CNN blur. Volume tasks: the same, slice by slice (FBP weighted
+    by the angular range, so that it is not twice too bright over 90°)."""
+    if _row(name).get("volume"):
+        return _volume_baseline(lik)
     y = lik.y
     if name.startswith("ct"):
         return lik.op.fbp(y, window=hann_window)

@@ -224,19 +224,31 @@ def noise2noise_loss(F: Callable, y: torch.Tensor, y_other: torch.Tensor) -> tor
 
 
 def edm_loss(D: Callable, x0: torch.Tensor, generator: torch.Generator | None = None,
-             P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5) -> torch.Tensor:
+             P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5, *,
+             cond_channels: int = 0) -> torch.Tensor:
     """EDM-weighted denoising score matching (Karras et al. 2022, Eq. 8 and Table 1), per sample (B,):
     lambda(sigma) mean_pixels (D(x0 + sigma z, sigma) - x0)^2 with ln sigma ~ N(P_mean, P_std^2) and
     lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2, so that every noise level weighs
     alike. Unlike the other losses here it averages over pixels (the training code's convention).
 
+    ``cond_channels`` k > 0: the last k channels of ``x0`` are conditioning (e.g. the positional
+    channels of patches, Hu et al., NeurIPS 2024): they are not noised, enter as
+    ``D(x, sigma, cond)`` and are left out of the error; with k = 0 nothing changes.
+
     >>> edm_loss(lambda x, sigma: torch.zeros_like(x), torch.zeros(2, 1, 4, 4)).tolist()
     [0.0, 0.0]
     """
+    cond = None
+    if cond_channels and not 0 < cond_channels < x0.shape[1]:
+        raise ValueError(f"cond_channels must be 0 or leave at least one image channel of x0 "
+                         f"{tuple(x0.shape)}, got {cond_channels!r}")
+    if cond_channels:
+        x0, cond = x0[:, :-cond_channels], x0[:, -cond_channels:]
     B = x0.shape[0]
     ln_sigma = P_mean + P_std * torch.randn(B, generator=generator, device=x0.device, dtype=x0.dtype)
     sigma = ln_sigma.exp()
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    err = (D(x0 + sigma[:, None, None, None] * z, sigma) - x0) ** 2
-    return weight * err.flatten(1).mean(1)
+    x = x0 + sigma[:, None, None, None] * z
+    err = (D(x, sigma) if cond is None else D(x, sigma, cond)) - x0
+    return weight * (err ** 2).flatten(1).mean(1)

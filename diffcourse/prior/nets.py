@@ -12,6 +12,11 @@ with the preconditioning of Karras et al. (2022, Eq. 7 and Table 1),
 so that the network's input and target have unit variance at every noise level. Our images live in
 [0, 1], so the wrapper centres them at ``data_mean`` (0.5) before and after. The MLP for
 low-dimensional data lives in :mod:`diffcourse.prior.mlp`.
+
+Conditioning channels (``cond_channels``, e.g. the two positional channels of a patch network, Hu et
+al., NeurIPS 2024, Sec. 3) are concatenated to the preconditioned image at the input and are not
+denoised: the network still returns ``in_channels`` channels, and the preconditioning acts on the
+image only.
 """
 from __future__ import annotations
 
@@ -38,9 +43,13 @@ class UNetConfig:
     attention_at_bottom: bool = True
     sigma_data: float = 0.5
     data_mean: float = 0.5
+    cond_channels: int = 0                           # extra input channels that are not denoised
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["cond_channels"] == 0:             # the default: left out, so records made before the
+            del d["cond_channels"]              # field existed stay exactly as they were
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":
@@ -98,14 +107,15 @@ class Attention(nn.Module):
 
 class UNet(nn.Module):
     """Noise-conditional UNet F(x, c_noise): (B, C, H, W), (B,) -> (B, C, H, W); H, W divisible by
-    2 ** (len(channels) - 1)."""
+    2 ** (len(channels) - 1). With ``cond_channels`` k > 0, F(x, c_noise, cond) also takes ``cond``
+    (B, k, H, W), concatenated to x at the input."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         cfg = self.config = config
         ch, E, G = cfg.channels, cfg.emb_dim, cfg.groups
         self.emb = nn.Sequential(nn.Linear(E, E), nn.SiLU(), nn.Linear(E, E))
-        self.inp = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+        self.inp = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch[0], 3, padding=1)
         self.down = nn.ModuleList()
         skips, c = [ch[0]], ch[0]
         for i, c_level in enumerate(ch):
@@ -157,10 +167,28 @@ class UNet(nn.Module):
                              f"crop the image, e.g. to {tuple(max(m, m * round(n / m)) for n in x.shape[-2:])})")
         return x
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def check_cond(self, cond, x: torch.Tensor) -> torch.Tensor | None:
+        """``cond`` checked against this network's ``cond_channels`` and the image ``x`` (B, C, H, W)."""
+        k = self.config.cond_channels
+        if k == 0:
+            if cond is not None:
+                raise ValueError("cond must be None: this network has no conditioning channels "
+                                 "(UNetConfig.cond_channels = 0)")
+            return None
+        if cond is None:
+            raise ValueError(f"cond is required: this network takes {k} conditioning channel(s) "
+                             f"(e.g. the positional channels of a patch network)")
+        check_image(cond, "cond")
+        if cond.shape != (x.shape[0], k, *x.shape[2:]):
+            raise ValueError(f"cond must have shape {(x.shape[0], k, *x.shape[2:])} (B, cond_channels, H, W), "
+                             f"got {tuple(cond.shape)}")
+        return cond.to(device=x.device, dtype=x.dtype)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x)
+        cond = self.check_cond(cond, x)
         emb = self.emb(sinusoidal_embedding(c_noise, self.config.emb_dim))
-        h = self.inp(x)
+        h = self.inp(x if cond is None else torch.cat([x, cond], dim=1))
         hs = [h]
         for layer in self.down:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
@@ -181,6 +209,9 @@ class EDMDenoiser(nn.Module):
     >>> D = EDMDenoiser(UNet(UNetConfig(channels=(16, 32), groups=4, emb_dim=32)))
     >>> D(torch.zeros(2, 1, 8, 8), 0.5).shape
     torch.Size([2, 1, 8, 8])
+
+    A network with ``cond_channels`` k takes them as ``D(x, sigma, cond)``, cond (B, k, H, W); they
+    enter the network unscaled and are not part of the output.
     """
 
     def __init__(self, net: UNet):
@@ -189,15 +220,16 @@ class EDMDenoiser(nn.Module):
         self.sigma_data = net.config.sigma_data
         self.data_mean = net.config.data_mean
 
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None) -> torch.Tensor:
         self.net.check_input(x, "x")
+        cond = self.net.check_cond(cond, x)
         s = as_sigma(sigma, x).clamp_min(1e-8)                              # (B, 1, 1, 1)
         sd = self.sigma_data
         c_skip = sd**2 / (s**2 + sd**2)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_in = 1 / (s**2 + sd**2).sqrt()
         xc = x - self.data_mean
-        F_x = self.net(c_in * xc, (s.log() / 4).flatten())
+        F_x = self.net(c_in * xc, (s.log() / 4).flatten(), cond)
         return self.data_mean + c_skip * xc + c_out * F_x
 
 

@@ -21,12 +21,17 @@ Command line (records its settings, code revision and final loss in the checkpoi
     python -m diffcourse.prior.train --preset phantom64 --run-dir runs/phantom64 \
         --export diffcourse/prior/weights/phantom64.pt
     python -m diffcourse.prior.train --preset brain64 --run-dir runs/brain64 --threads 1
+    torchrun --nproc_per_node=4 -m diffcourse.prior.train --preset brain64 --run-dir runs/brain64
+
+Under ``torchrun`` the processes share the work of each batch (:mod:`diffcourse.prior.distributed`):
+gloo on CPUs, NCCL with one GPU per process; ``batch_size`` must be a multiple of their number.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import dataclasses
+import functools
 import math
 import os
 import subprocess
@@ -38,17 +43,22 @@ from typing import Callable
 import torch
 
 from .. import phantoms
+from . import distributed
 from .losses import edm_loss
 from .nets import EDMDenoiser, UNetConfig, build_denoiser
 
-__all__ = ["TrainConfig", "PRESETS", "DATA_SOURCES", "phantom_batch", "brain_batch", "training_batch", "edm_loss",
-           "train", "export", "held_out_phantoms", "final_loss", "FINAL_LOSS_STEPS", "main"]
+__all__ = ["TrainConfig", "PRESETS", "DATA_SOURCES", "phantom_batch", "brain_batch", "kernel_batch", "training_batch",
+           "edm_loss", "train", "export", "held_out_phantoms", "final_loss", "FINAL_LOSS_STEPS", "main"]
 
 
 #: Training data: "phantoms" (head-like slices and ellipses, :func:`phantom_batch`) or "brain" (posed
 #: MNI152 slices in mixed synthetic contrasts, :func:`brain_batch`), "brain_coronal" (the same in
-#: coronal orientation: the perpendicular prior of TPDM, Lee et al., ICCV 2023).
-DATA_SOURCES = ("phantoms", "brain", "brain_coronal")
+#: coronal orientation: the perpendicular prior of TPDM, Lee et al., ICCV 2023), "phantoms_sharp" (the
+#: phantoms with sharp-edged families beside them, :func:`sharp_phantom_batch`), "kernels" (blur kernels as
+#: images, :func:`kernel_batch`: the kernel prior of blind deblurring, Chung et al., CVPR 2023),
+#: "brain_patches" (patches of zero-padded "brain" slices with their two positional channels,
+#: :func:`brain_patch_batch`: the patch prior of PaDIS, Hu et al., NeurIPS 2024).
+DATA_SOURCES = ("phantoms", "brain", "brain_coronal", "phantoms_sharp", "kernels", "brain_patches")
 
 
 @dataclass(frozen=True)
@@ -68,16 +78,44 @@ class TrainConfig:
     checkpoint_every: int = 200
     net: UNetConfig = field(default_factory=lambda: UNetConfig(channels=(32, 64, 64, 96)))
     data: str = "phantoms"
+    #: weights file (a state dict, e.g. shipped EMA weights) the network and its EMA start from, as a
+    #: path relative to the repository (:func:`portable_path`); None: random initial weights
+    init: str | None = None
+    #: the learning rate falls linearly to ``lr * lr_final`` over the last ``lr_decay_steps`` steps
+    #: (0: constant after warm-up). A run resumes across a change of ``steps`` or of the decay as
+    #: long as the two schedules agree up to the checkpoint's step (e.g. a decay added at its end).
+    lr_decay_steps: int = 0
+    lr_final: float = 0.1
+    #: side of the training patches ("brain_patches"; the images are ``size`` x ``size``); 0: whole images
+    patch_size: int = 0
+    #: train on a fixed set of this many slices (drawn once, from seed + 3; "brain", "brain_patches"),
+    #: for data-efficiency experiments; 0: fresh random slices every step
+    n_images: int = 0
 
     def __post_init__(self):
         if self.data not in DATA_SOURCES:
             raise ValueError(f"data must be one of {DATA_SOURCES}, got {self.data!r}")
+        if (self.data == "brain_patches") != (self.patch_size > 0):
+            raise ValueError(f"patch_size > 0 goes with data='brain_patches' only, got patch_size="
+                             f"{self.patch_size!r} with data={self.data!r}")
+        if self.n_images < 0 or (self.n_images and self.data not in ("brain", "brain_patches")):
+            raise ValueError(f"n_images must be >= 0, and > 0 only with data 'brain' or 'brain_patches', "
+                             f"got {self.n_images!r} with data={self.data!r}")
+        if self.init is not None and not isinstance(self.init, str):
+            raise ValueError(f"init must be a path to a weights file or None, got {self.init!r}")
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["net"] = self.net.to_dict()
         if d["data"] == "phantoms":             # the default: left out, so records made before the
             del d["data"]                       # field existed stay exactly as they were
+        if d["init"] is None:
+            del d["init"]
+        if d["lr_decay_steps"] == 0:            # no decay: records stay as they were before the fields
+            del d["lr_decay_steps"], d["lr_final"]
+        for key in ("patch_size", "n_images"):  # defaults left out, as "data" above
+            if d[key] == 0:
+                del d[key]
         return d
 
     @classmethod
@@ -91,8 +129,22 @@ class TrainConfig:
 #: 4 s on a busy shared machine, where one thread beats two (threads stall waiting for each other).
 #: Stopping at a checkpoint after N steps equals ``--steps N`` (constant learning rate after warm-up).
 BRAIN64_STEPS = 5000
+#: (Measured: 1500 more steps with the learning rate falling linearly to a tenth, ``--steps 6500`` with
+#: ``lr_decay_steps=1500``, gained only 0.1 dB at sigma = 0.1 on held-out slices; not shipped.)
 #: Steps of ``brain64_coronal``: fewer, so that it trains within a session beside ``brain64``.
 BRAIN64_CORONAL_STEPS = 3000
+
+#: Steps of ``phantom64_sharp``, the fine-tuning of the first phantom64 on the sharp-edged mix.
+PHANTOM64_SHARP_STEPS = 1500
+#: Where ``phantom64_sharp`` expects the first phantom64's weights (``--preset phantom64 --steps 10000``,
+#: SHA-256 in :data:`PHANTOM64_BASE_SHA256`); write them there with
+#: ``git show 63b2616:diffcourse/prior/weights/phantom64.pt > runs/phantom64_base.pt``, or train them.
+PHANTOM64_BASE = "runs/phantom64_base.pt"
+PHANTOM64_BASE_SHA256 = "eba45d70b604f6bcfd2675ddadc48f10b78e360095e950d94519b38b58bbed73"
+
+#: Steps of the ``patch`` preset: batches of 64 patches of 14 x 14 px, about a third of a ``brain64`` step
+#: (0.5 s on one idle CPU thread), so about 50 minutes.
+PATCH_STEPS = 6000
 
 #: Named presets for the command line. ``phantom64`` is the shipped prior; ``tiny`` is the model
 #: lesson 05 trains in about 40 s on a laptop CPU (600 steps of batch 8 at 32 x 32).
@@ -106,6 +158,22 @@ PRESETS: dict[str, TrainConfig] = {
     "brain64": TrainConfig(steps=BRAIN64_STEPS, data="brain"),
     # the same network on coronal slices (the second, perpendicular prior of TPDM)
     "brain64_coronal": TrainConfig(steps=BRAIN64_CORONAL_STEPS, data="brain_coronal"),
+    # phantom64 fine-tuned on a mix with sharp-edged families, so that it fails gracefully on
+    # piecewise-constant images (Shepp-Logan); starts from the first phantom64 (see PHANTOM64_BASE)
+    "phantom64_sharp": TrainConfig(steps=PHANTOM64_SHARP_STEPS, lr=2e-4, warmup=50, data="phantoms_sharp",
+                                   init=PHANTOM64_BASE),
+    # blur kernels on a 16 x 16 canvas (kernel/image = 1/4 on 64-px images, as BlindDPS's 64-px kernels
+    # for 256-px images); 0.15 s a step on one idle CPU thread, ~1 s on a shared one
+    "kernel": TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, size=16,
+                          checkpoint_every=500, data="kernels",
+                          net=UNetConfig(channels=(16, 32, 32), groups=4, emb_dim=64, sigma_data=0.2,
+                                         data_mean=0.0)),
+    # PaDIS's patch prior (Hu et al., NeurIPS 2024): 14-px patches of 64-px brain slices padded by 6 px,
+    # the paper's 56-px patches and 24-px padding on 256-px images scaled by 1/4; a two-level UNet
+    # (14 -> 7 px) with the two positional channels as input (see PATCH_STEPS for the time)
+    "patch": TrainConfig(steps=PATCH_STEPS, batch_size=64, lr=1e-3, warmup=200, checkpoint_every=500,
+                         data="brain_patches", patch_size=14,
+                         net=UNetConfig(channels=(32, 64), blocks_per_level=2, cond_channels=2)),
 }
 
 
@@ -117,13 +185,90 @@ def brain_batch(n: int, size: int, generator: torch.Generator, orientation: str 
     return data.brain_slices(n, size, generator, orientation=orientation, contrast="mixed", split="train")
 
 
+@functools.lru_cache(maxsize=4)
+def fixed_brain_slices(n: int, size: int, seed: int) -> torch.Tensor:
+    """The fixed training set of ``TrainConfig.n_images`` = n slices: :func:`brain_batch` drawn once
+    from generator seed ``seed + 3`` (the data and noise streams use seed + 1 and seed + 2). Cached."""
+    return brain_batch(n, size, torch.Generator().manual_seed(seed + 3))
+
+
+def brain_images(n: int, config: "TrainConfig", generator: torch.Generator) -> torch.Tensor:
+    """n training slices (n, 1, size, size): fresh ones (:func:`brain_batch`), or, with
+    ``config.n_images`` > 0, n drawn with replacement from the fixed set :func:`fixed_brain_slices`."""
+    if not config.n_images:
+        return brain_batch(n, config.size, generator)
+    pool = fixed_brain_slices(config.n_images, config.size, config.seed)
+    return pool[torch.randint(len(pool), (n,), generator=generator)]
+
+
+def brain_patch_batch(config: "TrainConfig", generator: torch.Generator) -> torch.Tensor:
+    """``batch_size`` patches of side ``patch_size`` with their positional channels, (B, 3, P, P): cut
+    from zero-padded brain slices (:func:`brain_images`), 8 per slice, at uniform random places
+    (:func:`diffcourse.prior.patches.random_patches`; PaDIS, Hu et al., NeurIPS 2024)."""
+    from .patches import PATCHES_PER_IMAGE, random_patches
+
+    images = brain_images(-(-config.batch_size // PATCHES_PER_IMAGE), config, generator)
+    return random_patches(images, config.patch_size, PATCHES_PER_IMAGE, generator)[:config.batch_size]
+
+
+def sharp_phantom_batch(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """n training images for ``phantoms_sharp``: with probabilities 1/2, 1/10, 1/5, 1/5 a head slice,
+    antialiased random ellipses, sharp-edged random ellipses, a sharp-edged random Shepp-Logan
+    relative (:func:`diffcourse.phantoms.shepp_logan_family`); half of them flipped left-right."""
+    kind = torch.bucketize(torch.rand(n, generator=generator), torch.tensor([0.5, 0.6, 0.8]))
+    draw = (lambda k: phantoms.head(k, size, generator=generator),
+            lambda k: phantoms.ellipses(k, size, generator=generator),
+            lambda k: phantoms.ellipses(k, size, generator=generator, antialias=False),
+            lambda k: phantoms.shepp_logan_family(k, size, generator=generator))
+    out = torch.empty(n, 1, size, size)
+    for i, make in enumerate(draw):
+        if (kind == i).any():
+            out[kind == i] = make(int((kind == i).sum()))
+    flip = torch.rand(n, generator=generator) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
 def training_batch(config: "TrainConfig", generator: torch.Generator) -> torch.Tensor:
-    """One batch of the configured training data (B, 1, size, size) in [0, 1]."""
+    """One batch of the configured training data (B, 1, size, size) in [0, 1]; for "brain_patches"
+    (B, 3, P, P), the patches followed by their two positional channels (:func:`brain_patch_batch`)."""
+    if config.data == "phantoms_sharp":
+        return sharp_phantom_batch(config.batch_size, config.size, generator)
     if config.data == "brain":
-        return brain_batch(config.batch_size, config.size, generator)
+        return brain_images(config.batch_size, config, generator)
+    if config.data == "brain_patches":
+        return brain_patch_batch(config, generator)
     if config.data == "brain_coronal":
         return brain_batch(config.batch_size, config.size, generator, orientation="coronal")
+    if config.data == "kernels":
+        return kernel_batch(config.batch_size, config.size, generator)
     return phantom_batch(config.batch_size, config.size, generator, config.head_fraction)
+
+
+def kernel_batch(n: int, size: int, generator: torch.Generator, motion_fraction: float = 0.5) -> torch.Tensor:
+    """n blur kernels as images (n, 1, size, size) in [0, 1], each k / max k, centred at pixel (size // 2,
+    size // 2) (the centre of :class:`diffcourse.physics.blur.Blur`); ``size`` even, at least 8.
+
+    With probability ``motion_fraction`` a camera-shake kernel (Boracchi & Foi, IEEE TIP 2012; the physics'
+    ``motion_kernel``, intensity 0.5) of odd size 7 ... size - 1, else a Gaussian of std ~ U(0.5, 3 size/16) px
+    on an odd support of 3 std each side (at most size - 1). Divide a denoised kernel image by its sum to
+    get a kernel back (BlindDPS, Chung et al., CVPR 2023).
+    """
+    from ..physics.blur import gaussian_kernel, motion_kernel   # the training data are the physics' kernels
+
+    out = torch.zeros(n, 1, size, size)
+    is_motion = torch.rand(n, generator=generator) < motion_fraction
+    for b in range(n):
+        if is_motion[b]:
+            s = 2 * int(torch.randint(3, size // 2, (), generator=generator)) + 1
+            k = motion_kernel(s, generator)
+        else:
+            std = 0.5 + (3 * size / 16 - 0.5) * float(torch.rand((), generator=generator))
+            s = min(2 * math.ceil(3 * std) + 1, size - 1)
+            k = gaussian_kernel(s, std)
+        o = size // 2 - s // 2
+        out[b, 0, o:o + s, o:o + s] = k / k.max()
+    return out
 
 
 def phantom_batch(n: int, size: int, generator: torch.Generator, head_fraction: float = 0.75) -> torch.Tensor:
@@ -164,13 +309,21 @@ def final_loss(losses: list[float]) -> float:
     return sum(tail) / max(len(tail), 1)
 
 
+_SCHEDULE = ("steps", "lr_decay_steps", "lr_final")
+
+
 def _lr_at(step: int, cfg: TrainConfig) -> float:
+    decay = cfg.lr_decay_steps
+    if decay and step >= cfg.steps - decay:
+        done = (step - (cfg.steps - decay) + 1) / decay
+        return cfg.lr * (1 - (1 - cfg.lr_final) * done)
     return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = True,
           stop_after: int | None = None, progress: bool = False,
-          callback: Callable[[int, float], None] | None = None) -> tuple[EDMDenoiser, dict]:
+          callback: Callable[[int, float], None] | None = None,
+          device: str | torch.device | None = None) -> tuple[EDMDenoiser, dict]:
     """Train a denoiser on ``config.data``; returns (EMA denoiser in eval mode, state dict of the run).
 
     ``run_dir`` holds ``checkpoint.pt`` (written every ``checkpoint_every`` steps and at the end);
@@ -178,10 +331,26 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     call early after that many steps in total (an interruption, for tests). The returned state has
     ``step``, ``losses`` (per step), ``final_loss`` (mean of the last :data:`FINAL_LOSS_STEPS`
     steps), ``config``, ``revision`` and ``seconds``; the checkpoint holds the same.
+
+    Under ``torchrun`` (a process group joined, :func:`diffcourse.prior.distributed.init_from_env`)
+    each of W processes trains the network on B / W images of the same global batch, with gradients
+    averaged by DistributedDataParallel: the run equals one process's up to float rounding, rank 0
+    writes the checkpoint, and any W resumes it (:mod:`diffcourse.prior.distributed`). ``device``:
+    where the network trains (default CPU); data and noise are always drawn on the CPU.
     """
+    rank, world_size = distributed.world()
+    part = distributed.part(config.batch_size, rank, world_size)
+    device = torch.device("cpu" if device is None else device)
     with torch.random.fork_rng(devices=[]):             # initial weights, global RNG left untouched
         torch.manual_seed(config.seed)
         model = build_denoiser(config.net)
+    if config.init is not None:
+        init = Path(config.init) if Path(config.init).is_absolute() else _REPO / config.init
+        if not init.exists():
+            raise FileNotFoundError(f"init weights {init} not found (TrainConfig.init={config.init!r}); "
+                                    f"see the preset's comment in diffcourse/prior/train.py for how to make them")
+        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     g_data = torch.Generator().manual_seed(config.seed + 1)
@@ -189,8 +358,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     state = {"step": 0, "losses": [], "config": config.to_dict(), "revision": _revision(), "seconds": 0.0}
     ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
     if ckpt is not None and resume and ckpt.exists():
-        saved = torch.load(ckpt, weights_only=True)
-        if {**saved["config"], "steps": 0} != {**config.to_dict(), "steps": 0}:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        old = TrainConfig.from_dict(saved["config"])
+        same_rest = dataclasses.replace(old, **{k: getattr(config, k) for k in _SCHEDULE}) == config
+        if not same_rest or any(_lr_at(i, old) != _lr_at(i, config) for i in range(saved["step"])):
             raise ValueError(f"checkpoint {ckpt} was written with other settings; use another "
                              f"run_dir or resume=False")
         model.load_state_dict(saved["model"])
@@ -202,7 +373,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
     state["final_loss"] = final_loss(state["losses"])
 
     def save():
-        if ckpt is None:
+        if ckpt is None or rank != 0:                   # one writer: all processes hold the same state
             return
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -210,19 +381,28 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
 
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.steps, initial=state["step"], desc="training")
     model.train()
+    net = model if world_size == 1 else distributed.wrap(model, device)
     t0 = time.perf_counter() - state["seconds"]
     while state["step"] < end:
         step = state["step"]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, config)
         x0 = training_batch(config, g_data)
-        loss = edm_loss(model, x0, g_noise, config.P_mean, config.P_std, config.net.sigma_data).mean()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower lr "
+        if world_size == 1 and device.type == "cpu":
+            loss = edm_loss(model, x0, g_noise, config.P_mean, config.P_std, config.net.sigma_data,
+                            cond_channels=config.net.cond_channels).mean()
+            value = loss.item()
+        else:                                           # this process's part; the whole batch's mean
+            loss = distributed.part_loss(net, x0, g_noise, part, device, P_mean=config.P_mean,
+                                         P_std=config.P_std, sigma_data=config.net.sigma_data,
+                                         cond_channels=config.net.cond_channels).mean()
+            value = distributed.mean_over_processes(loss.item())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}; lower lr "
                                      f"(now {config.lr}) or grad_clip, and resume from {ckpt}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,14 +413,14 @@ def train(config: TrainConfig, run_dir: str | os.PathLike | None = None, *, resu
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         state["step"] = step + 1
-        state["losses"].append(loss.item())
+        state["losses"].append(value)
         state["seconds"] = time.perf_counter() - t0
         state["final_loss"] = final_loss(state["losses"])
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         if callback is not None:
-            callback(state["step"], loss.item())
+            callback(state["step"], value)
         if state["step"] % config.checkpoint_every == 0 or state["step"] == end:
             save()
     if bar is not None:
@@ -277,7 +457,7 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<p
     saved = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.clone() for k, v in saved["ema"].items()}
+    weights = {k: v.detach().cpu().clone() for k, v in saved["ema"].items()}
     _atomic_save(weights, out)
     losses = saved["losses"]
     meta = {
@@ -288,6 +468,8 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, preset: str = "<p
         "final_loss": final_loss(losses),
         "torch": torch.__version__,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        **({"init_sha256": hashlib.sha256((_REPO / saved["config"]["init"]).read_bytes()).hexdigest()}
+           if saved["config"].get("init") else {}),
         "command": (f"python -m diffcourse.prior.train --preset {preset} --steps {saved['step']} "
                     f"--run-dir {portable_path(run_dir)} --export {portable_path(out)}"),
     }
@@ -320,7 +502,14 @@ def main(argv: list[str] | None = None) -> None:
     config = PRESETS[args.preset]
     if args.steps is not None:
         config = dataclasses.replace(config, steps=args.steps)
-    _, state = train(config, args.run_dir, progress=True)
+    device = distributed.init_from_env()               # torchrun: join its processes (else nothing)
+    try:
+        _, state = train(config, args.run_dir, progress=True, device=device)
+    finally:
+        rank = distributed.world()[0]
+        distributed.finish()
+    if rank != 0:                                       # rank 0 wrote the checkpoint and reports
+        return
     n_tail = min(len(state["losses"]), FINAL_LOSS_STEPS)
     print(f"trained {state['step']} steps in {state['seconds']:.0f} s; "
           f"mean loss of the last {n_tail} steps {state['final_loss']:.4f}")

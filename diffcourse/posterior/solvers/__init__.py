@@ -26,6 +26,11 @@ sample, so a batch gives what its items give one by one.
 * :func:`tpdm` — Lee, Chung, Park, Park, Ryu & Ye, ICCV 2023 (two perpendicular 2-D priors);
 * :func:`qcs_sgm`, :func:`qcs_sgm_plus` — Meng & Kabashima, ICLR 2023 / AAAI 2024 (annealed Langevin with
   the quantized pseudo-likelihood; EP for a general A).
+* :func:`padis` — Hu, Song, Xu, Shen & Fessler, NeurIPS 2024 (annealed Langevin with a non-squared DPS data
+  step, for a patch prior assembled by :class:`diffcourse.prior.patches.PatchDenoiser`; starts
+  :func:`padis_start_noise` (the paper's) and :func:`padis_start_pinv` (the code's)).
+* :func:`blind_dps`, :func:`blind_dps_code` — Chung, Kim, Kim & Ye, CVPR 2023 (BlindDPS: an image chain and a
+  kernel chain coupled by the DPS gradient; unknown blur, returns (x, kernel); the paper's and the code's step).
 
 The 3-D solvers take volumes x (n, 1, D, H, W) and a likelihood whose operator is a
 :class:`diffcourse.physics.volume.SliceWise`; D stays the 2-D prior.
@@ -45,13 +50,15 @@ The 3-D solvers take volumes x (n, 1, D, H, W) and a likelihood whose operator i
 >>> out.shape
 torch.Size([4, 2])
 """
+from .blind import blind_dps, blind_dps_code
 from .closed_form import ddnm, dds, dmps, dmps_flow, pgdm
 from .guided import dps, dps_code, mcg
 from .langevin import guided_sbim, jalal
+from .padis import padis, padis_start_noise, padis_start_pinv
 from .projections import default_dc, ilvr, score_pocs, song2022
 from .quantized import qcs_sgm, qcs_sgm_plus
 from .volume import diffusion_mbir, tpdm
 
 __all__ = ["score_pocs", "song2022", "ilvr", "jalal", "guided_sbim", "dps", "dps_code", "mcg", "default_dc", "pgdm",
-           "ddnm", "dmps", "dmps_flow", "dds", "diffusion_mbir", "tpdm",
-           "qcs_sgm", "qcs_sgm_plus"]
+           "ddnm", "dmps", "dmps_flow", "dds", "diffusion_mbir", "tpdm", "padis", "padis_start_noise", "padis_start_pinv",
+           "qcs_sgm", "qcs_sgm_plus", "blind_dps", "blind_dps_code"]

@@ -44,12 +44,12 @@ def annealed_langevin(D, x, levels, sigma_b, g, *, eps: float, n_steps_each: int
     return guard(x0_hat + sigma_L ** 2 * g(x, x0_hat, sigma_L), name, k, sigma_L, hint)
 
 
-def _prepare(D, x, sigmas, lik, generator, name, eps, n_steps_each, gamma):
+def _prepare(D, x, sigmas, lik, generator, name, eps, n_steps_each, gamma, spectrum):
     levels, sigma_b, _ = setup(D, x, sigmas, lik, generator)
     if len(levels) < 3:
         raise ValueError(f"sigmas needs at least two positive levels before the final 0, got {levels}")
     linear_op(lik, name)
-    prob = quantized_problem(lik, x, name)
+    prob = quantized_problem(lik, x, name, spectrum=spectrum)
     return (levels, sigma_b, prob, check_positive(eps, "eps"), check_int(n_steps_each, "n_steps_each"),
             check_nonnegative(gamma, "gamma"))
 
@@ -77,7 +77,7 @@ def qcs_sgm(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, eps: float = 4e-4,
     232 levels, start x ~ U(0, 1)). ``lik``: linear operator, QuantizedNoise. x: (B, ...).
     """
     levels, sigma_b, prob, eps, n_steps_each, gamma = _prepare(D, x, sigmas, lik, generator, "qcs_sgm", eps,
-                                                               n_steps_each, gamma)
+                                                               n_steps_each, gamma, spectrum=False)
 
     def g(x, x0_hat, sigma):
         return gamma * qcs_score(prob, x, sigma)
@@ -99,7 +99,7 @@ def qcs_sgm_plus(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, eps: float = 
     paper's γ g. Defaults as :func:`qcs_sgm`; the code stops EP after 3 iterations (damping 0.02).
     """
     levels, sigma_b, prob, eps, n_steps_each, gamma = _prepare(D, x, sigmas, lik, generator, "qcs_sgm_plus", eps,
-                                                               n_steps_each, gamma)
+                                                               n_steps_each, gamma, spectrum=True)
     n_iter = check_int(n_iter, "n_iter", 0)
     damping = check_nonnegative(damping, "damping")
     if damping >= 1:

@@ -1,4 +1,4 @@
-"""3-D reconstruction with 2-D priors: DiffusionMBIR and TPDM (volumes x (n, C, D, H, W)).
+"""3-D reconstruction with 2-D priors: DiffusionMBIR, DDS with TV_z and TPDM (volumes x (n, C, D, H, W)).
 
 A 2-D denoiser D(x, σ) on slices (N, C, H, W) is a 3-D denoiser on volumes once every slice of
 every volume goes through it as one batch (:func:`slice_denoiser`): the product of independent
@@ -8,14 +8,19 @@ slice along the axis the prior never sees. The two papers add what couples the s
 * :func:`diffusion_mbir` — Chung, Ryu, McCann, Klasky & Ye, CVPR 2023: a model-based TV along z,
   one ADMM iteration with one CG step after every diffusion step (:mod:`diffcourse.posterior.tv3d`);
 * :func:`tpdm` — Lee, Chung, Park, Park, Ryu & Ye, ICCV 2023: a second 2-D prior trained on a
-  perpendicular plane, its steps alternating with those of the primary (axial) one.
+  perpendicular plane, its steps alternating with those of the primary (axial) one;
+* :func:`dds_tv_z` — Chung, Lee & Ye, ICLR 2024 (DDS, its 3-D script): DiffusionMBIR's TV_z step on
+  Tweedie's estimate x̂0, then re-noising, which works with tens of levels where the noisy-state step
+  of DiffusionMBIR needs thousands.
 
 The measurements are slice by slice: ``lik.op`` is a :class:`~diffcourse.physics.volume.SliceWise`
 and y is (n, D, ...). Signature, schedule, callback and errors as in :mod:`diffcourse.posterior.solvers`;
 every norm and step size is per volume. :func:`to_slices` / :func:`from_slices` cut a volume into
 the slices normal to one of its axes and put them back (``AXIAL`` = 2: the (H, W) slices indexed by
 D; ``CORONAL`` = 3: the (D, W) slices indexed by H; ``SAGITTAL`` = 4: the (D, H) slices indexed by W,
-for the course's brain volumes, where D runs from inferior to superior).
+for the course's brain volumes, where D runs from inferior to superior). :func:`slice_by_slice`
+runs any 2-D solver on every axial slice on its own (the uncoupled baseline), and
+:func:`padded_denoiser` lets a prior trained on (64, 64) slices denoise smaller cuts.
 
 >>> x = torch.arange(24.0).reshape(1, 1, 2, 3, 4)
 >>> to_slices(x, CORONAL).shape                 # 3 slices of size D x W
@@ -30,16 +35,18 @@ import math
 import torch
 
 from ..._validate import check_nonnegative, check_positive
+from ...physics.likelihood import Likelihood
 from ...physics.volume import SliceWise
 from ...prior.samplers.langevin import snr_corrector_step
 from ...prior.samplers.loop import check_int, guard, noise, report, steps
 from ...prior.samplers.steps import reverse_diffusion_step
 from ..guidance import dps_misfit, tweedie_grad
-from ..tv3d import admm_tv_z_step, diff_z_circ, normalised_step, real_view
-from ._common import linear_op, setup
+from ..tv3d import admm_tv_z_step, diff_z_circ, normalised_step, prox_tv_z_step, real_view
+from ._common import linear_op, setup, sigma_y2
+from .closed_form import renoise_step
 
-__all__ = ["AXIAL", "CORONAL", "SAGITTAL", "to_slices", "from_slices", "slice_denoiser", "primary_turns",
-           "diffusion_mbir", "tpdm"]
+__all__ = ["AXIAL", "CORONAL", "SAGITTAL", "to_slices", "from_slices", "slice_denoiser", "padded_denoiser",
+           "slice_by_slice", "primary_turns", "diffusion_mbir", "dds_tv_z", "tpdm"]
 
 AXIAL, CORONAL, SAGITTAL = 2, 3, 4
 
@@ -79,6 +86,59 @@ def slice_denoiser(D, dim: int = AXIAL):
     def D3(x, sigma):
         return from_slices(D(to_slices(x, dim), sigma.repeat_interleave(x.shape[dim])), dim, x.shape[0])
     return D3
+
+
+def padded_denoiser(D, size: int = 64, *, flip: bool = True, background: float = 0.0,
+                    generator: torch.Generator | None = None):
+    """A denoiser for cuts (N, C, r, c) with r, c <= ``size`` from a 2-D denoiser ``D`` trained on
+    (size, size) images of the same anatomy at the same pixel spacing: the cut is placed in the middle of
+    a (size, size) canvas whose border is what the state would hold there, ``background`` + σ z (fresh
+    z from ``generator``), and D's output is cropped back. ``flip`` turns the rows upside down first
+    (and back after): the coronal and sagittal cuts of :func:`to_slices` have their rows along D,
+    inferior to superior for the course's volumes, while :func:`diffcourse.data.brain_slices` puts
+    superior at the top.
+
+    Honest only where the border really is background: for the course's volumes, cuts through the
+    whole brain (``brain_volumes`` spans its z extent, 154 mm, so ``depth`` = 56 gives 2.75 mm rows,
+    the coronal training slices' 2.78 mm, and 56 rows padded to 64); a slab of a few slices is not
+    surrounded by background, and a volume of 32 slices (4.8 mm) would show the prior a brain squashed
+    to 58 % of its height.
+    """
+    def D_cut(x, sigma):
+        n, c, h, w = x.shape
+        if h > size or w > size:
+            raise ValueError(f"cuts must be at most {size} x {size}, got shape {tuple(x.shape)}")
+        top, left = (size - h) // 2, (size - w) // 2
+        sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+        z = torch.randn((n, c, size, size), generator=generator, dtype=x.dtype,
+                        device=generator.device if generator is not None else x.device).to(x.device)
+        canvas = background + sig * z                                    # (N, C, size, size)
+        canvas[..., top:top + h, left:left + w] = x.flip(-2) if flip else x
+        out = D(canvas, sigma)[..., top:top + h, left:left + w]
+        return out.flip(-2) if flip else out
+    return D_cut
+
+
+def slice_by_slice(solver, D, x: torch.Tensor, sigmas: torch.Tensor, lik, **kwargs) -> torch.Tensor:
+    """A 2-D solver of :mod:`diffcourse.posterior.solvers` run on every axial slice on its own: the
+    slice-wise baseline of 3-D reconstruction, with no coupling between slices. x: (n, C, D, H, W),
+    ``lik.op`` a ``SliceWise``; every norm and step size is then per slice. Returns (n, C, D, H, W).
+
+    >>> from diffcourse.physics.noise import GaussianNoise
+    >>> from diffcourse.physics.operators import Downsample
+    >>> from diffcourse.posterior.solvers import dds
+    >>> op = SliceWise(Downsample(2), depth=3)
+    >>> lik = Likelihood(op, GaussianNoise(0.1), op.A(torch.ones(2, 1, 3, 8, 8)))
+    >>> slice_by_slice(dds, lambda x, s: 0 * x, torch.zeros(2, 1, 3, 8, 8), torch.tensor([1.0, 0.0]), lik).shape
+    torch.Size([2, 1, 3, 8, 8])
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        raise ValueError(f"x must be a batch of volumes (n, C, D, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
+    if not isinstance(getattr(lik, "op", None), SliceWise):
+        raise TypeError(f"slice_by_slice needs lik.op to be a SliceWise, got {type(getattr(lik, 'op', None)).__name__}")
+    y = lik.y.expand(x.shape[0], *lik.y.shape[1:]) if lik.y.shape[0] == 1 else lik.y   # one y for all volumes
+    slices = Likelihood(lik.op.op, lik.noise, y.flatten(0, 1))        # (n D, ...), slice index fastest
+    return from_slices(solver(D, to_slices(x, AXIAL), sigmas, slices, **kwargs), AXIAL, x.shape[0])
 
 
 def _setup_volume(D, x, sigmas, lik, generator, name):
@@ -129,6 +189,41 @@ def diffusion_mbir(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, lam: float 
             x, z, w = admm_tv_z_step(op, y, x, z, w, lam=lam, rho=rho, n_iter_cg=n_iter_cg)
         x = guard(x, "diffusion_mbir", i, sigma, "lower snr, raise rho or use more steps")
     return normalised_step(op, y, x) if final_consistency else x
+
+
+def dds_tv_z(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, lam: float = 0.04, rho: float = 10.0,
+             gamma: float = 1.0, eta: float = 0.85, n_cg: int = 5, generator: torch.Generator | None = None,
+             callback=None, progress: bool = False) -> torch.Tensor:
+    """DDS for volumes (Chung, Lee & Ye, ICLR 2024, Alg. 1 with the 3-D data step of the official
+    ``solver_3d.py``): per level, Tweedie's x̂0 = D(x, σ) on every axial slice, one ADMM iteration of
+    min 1/2 ||y - A x||² + λ ||D_z x||₁ + 1/(2γ) ||x - x̂0||² from x̂0 (:func:`~diffcourse.posterior.tv3d.
+    prox_tv_z_step`, ``n_cg`` CG steps; z and w kept across levels from 0, as in DiffusionMBIR), then
+    the DDIM-type re-noising x' = x̂0' + σ'(η z + √(1 - η²) ε̂) of :func:`~.closed_form.dds`.
+
+    With λ = 0 and ρ → 0 every slice gets :func:`~.closed_form.dds`'s data step (but CG's step sizes
+    are per volume, not per slice); with one slice, D_z = 0 and this is ``dds`` itself. γ is dropped
+    (plain CG on the data) when σ_y = 0, as in ``dds``. Defaults: λ = 0.04, ρ = 10 (DiffusionMBIR's),
+    η = 0.85, 5 CG steps (DDS's). x: (n, C, D, H, W), ``lik.op`` a ``SliceWise``; returns (n, C, D, H, W).
+    """
+    eta = check_nonnegative(eta, "eta")
+    if eta > 1:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    levels, sigma_b, y = _setup_volume(D, x, sigmas, lik, generator, "dds_tv_z")
+    op = linear_op(lik, "dds_tv_z")
+    gamma_used = gamma if bool((sigma_y2(lik, x, "dds_tv_z") > 0).any()) else None
+    D3 = slice_denoiser(D)
+    z = torch.zeros_like(diff_z_circ(x))  # (n, 1, C, D, H, W)
+    w = torch.zeros_like(z)
+    for i in steps(len(levels) - 1, progress, "dds_tv_z"):
+        sigma, sigma_next = levels[i], levels[i + 1]
+        with torch.no_grad():
+            x0_hat = D3(x, sigma_b[i])
+        report(callback, i, x, sigma, sigma_next, x0_hat)
+        x0_dc, z, w = prox_tv_z_step(op, y, x0_hat, z, w, lam=lam, rho=rho, gamma=gamma_used, n_iter_cg=n_cg)
+        fresh = noise(x, generator) if eta > 0 and sigma_next > 0 else None
+        x = x0_dc if sigma_next == 0 else renoise_step(x, x0_hat, x0_dc, sigma, sigma_next, fresh, eta=eta)
+        x = guard(x, "dds_tv_z", i, sigma, "lower rho or use more steps")
+    return x
 
 
 def primary_turns(n: int, K=2.7, generator: torch.Generator | None = None) -> list[bool]:
