@@ -59,7 +59,8 @@ def test_the_wheel_holds_the_package_and_its_weights(wheel):
     package = {n for n in names if not n.startswith("diffcourse-")}   # the rest is .dist-info
     assert package == _sources()
     weights = {n for n in package if n.startswith("diffcourse/prior/weights/")}
-    assert {f"diffcourse/prior/weights/{name}.{ext}" for name in pretrained.available() for ext in ("pt", "json")} \
+    shipped = pretrained.available() + pretrained.available("noise_level")    # denoisers and classifiers
+    assert {f"diffcourse/prior/weights/{name}.{ext}" for name in shipped for ext in ("pt", "json")} \
         == weights and len(weights) >= 4
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "diffcourse-train = diffcourse.prior.train:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
