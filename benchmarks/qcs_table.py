@@ -31,8 +31,8 @@ All Langevin solvers share Jalal's tuned schedule on this prior (``tasks.setting
 diverged). 1-bit data carry no scale: BIHT's unit-norm output is
 scored with the norm of the true image known (``psnr``), and every row also after the best scale
 fit c = <x̂, x0>/||x̂||² (``psnr_fit``, an oracle that removes any scale error). The diffusion methods
-get their scale from the prior (the phantoms' intensities) and weakly from σ_y. A full run took 43 min
-on one thread of a 2-core machine at load ≈ 15 (about 10 min is the estimate for an idle thread:
+get their scale from the prior (the phantoms' intensities) and weakly from σ_y. A full run took 27 min
+on one thread of a 2-core machine at load ≈ 9 (about 10 min is the estimate for an idle thread:
 400 network calls on batches of 4 per bit depth, dense 4096² products and one 4096² eigendecomposition);
 ``--quick``: 1 image, 1 bit.
 """
