@@ -197,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--n-images", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--blurs", nargs="*", default=["motion", "gaussian"])
-    parser.add_argument("--out", default="runs/blind_table.json", help="JSON with every image's scores")
+    parser.add_argument("--out", default="benchmarks/results/blind_table.json", help="JSON with every image's scores")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     args = parser.parse_args(argv)
     if args.threads:

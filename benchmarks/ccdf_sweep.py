@@ -38,6 +38,7 @@ import torch
 
 from diffcourse.posterior import ccdf, solvers, tasks
 from diffcourse.prior import pretrained
+from diffcourse.prior.processes import vp_sigmas
 from diffcourse.prior.train import held_out_phantoms
 
 from phantom_table import NOISE_SEED, SOLVER_SEED, TEST_SEED, Counted, scores
@@ -46,10 +47,15 @@ T0S = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05)
 INITS = {"baseline": tasks.baseline, "ADMM-TV": tasks.admm_tv_tuned}
 
 
-def run_dps(D, lik, x_init, t0: float, zeta_scale: float = 1.0, task: str = "ct20"):
-    """DPS from the warm start at t0 (t0 = 1: from σ_max z). Returns (x, seconds, counter, σ_start)."""
+def run_dps(D, lik, x_init, t0: float, zeta_scale: float = 1.0, task: str = "ct20", schedule: str = "karras"):
+    """DPS from the warm start at t0 (t0 = 1: from σ_max z). Returns (x, seconds, counter, σ_start).
+
+    ``schedule``: "karras" (the task's tuned schedule, ρ = 7) or "vp" (the same number of levels on
+    DDPM's linear-β schedule, the one the CCDF paper's t0 refers to: ``processes.vp_sigmas``)."""
     kw = tasks.settings(task, "dps")
     sigmas = kw.pop("sigmas").float()
+    if schedule == "vp":
+        sigmas = vp_sigmas(len(sigmas) - 1, dtype=torch.float32)
     kw["zeta"] = kw["zeta"] * zeta_scale
     g = torch.Generator().manual_seed(SOLVER_SEED)
     if t0 >= 1.0:
@@ -62,7 +68,7 @@ def run_dps(D, lik, x_init, t0: float, zeta_scale: float = 1.0, task: str = "ct2
     return out.detach(), time.perf_counter() - start, counted, float(tail[0])
 
 
-def sweep(D, task: str, ref: torch.Tensor, t0s=T0S, zeta_scales=(1.0,)) -> list[dict]:
+def sweep(D, task: str, ref: torch.Tensor, t0s=T0S, zeta_scales=(1.0,), schedule: str = "karras") -> list[dict]:
     """Rows {task, init, t0, zeta_scale, psnr, ssim, nfe, sigma_start, seconds_per_image, gain_kept}."""
     lik = tasks.make(task, ref, torch.Generator().manual_seed(NOISE_SEED))
     B, rows = ref.shape[0], []
@@ -77,12 +83,12 @@ def sweep(D, task: str, ref: torch.Tensor, t0s=T0S, zeta_scales=(1.0,)) -> list[
                 if t0 >= 1.0 and full is not None:          # from noise: the same run for both estimates
                     p, s, nfe, sig, sec = full
                 else:
-                    out, sec, counted, sig = run_dps(D, lik, x_init, t0, scale, task)
+                    out, sec, counted, sig = run_dps(D, lik, x_init, t0, scale, task, schedule)
                     p, s = scores(out, ref, task)
                     nfe = counted.calls
                     if t0 >= 1.0:
                         full = (p, s, nfe, sig, sec)
-                rows.append(dict(task=task, init=init_name, t0=t0, zeta_scale=scale, psnr=p, ssim=s, nfe=nfe,
+                rows.append(dict(task=task, init=init_name, t0=t0, zeta_scale=scale, schedule=schedule, psnr=p, ssim=s, nfe=nfe,
                                  sigma_start=sig, seconds_per_image=sec / B, gain_kept=None))
         block = [r for r in rows if r["task"] == task and r["init"] == init_name]
         full_psnr = next(r["psnr"] for r in block if r["t0"] >= 1.0)
@@ -121,6 +127,8 @@ def main(argv=None):
     parser.add_argument("--t0", nargs="*", type=float, default=list(T0S))
     parser.add_argument("--zeta-scale", nargs="*", type=float, default=[1.0],
                         help="multiply DPS's tuned ζ' by each factor on the short chains (t0 < 1)")
+    parser.add_argument("--schedule", choices=["karras", "vp"], default="karras",
+                        help="the levels t0 counts: the tuned Karras schedule, or DDPM's linear beta (the paper's)")
     parser.add_argument("--json", help="also write the rows as JSON to this path")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     args = parser.parse_args(argv)
@@ -133,7 +141,7 @@ def main(argv=None):
     t0s = (1.0, *sorted({t for t in args.t0 if t < 1.0}, reverse=True))   # the full chain is the reference
     rows = []
     for task in args.tasks:
-        task_rows = sweep(D, task, ref, t0s, tuple(args.zeta_scale))
+        task_rows = sweep(D, task, ref, t0s, tuple(args.zeta_scale), args.schedule)
         rows += task_rows
         print(markdown(task_rows), flush=True)
         if args.json:

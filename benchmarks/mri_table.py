@@ -1,7 +1,7 @@
 """Accelerated MRI on held-out brain slices: single- and multi-coil Cartesian sampling, diffusion solvers
 beside classical reconstructions, and the calibration of posterior-sample uncertainty maps.
 
-    python benchmarks/mri_table.py [--out /work/runs/mri_table.json] [--n-images 4] [--tune]
+    python benchmarks/mri_table.py [--out benchmarks/results/mri_table.json] [--n-images 4] [--tune]
 
 Images: ``brain_slices(n, 64, split="test")`` (the held-out slab, seed 10 000), magnitudes in [0, 1];
 the prior is the shipped ``brain64``. Measurements y = A x + σ_y n, σ_y = 0.01 per real and imaginary
@@ -262,7 +262,7 @@ def tune(D, n_images: int = 2, solver_names=None) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="/work/runs/mri_table.json")
+    parser.add_argument("--out", default="benchmarks/results/mri_table.json")
     parser.add_argument("--n-images", type=int, default=4)
     parser.add_argument("--uq-images", type=int, default=4, help="images of the uncertainty runs (the first ones)")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))

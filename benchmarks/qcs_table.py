@@ -1,7 +1,7 @@
 """Quantized compressed sensing of 64 x 64 phantoms at a fixed bit budget Q·M = 4096 bits (one bit per
 pixel), as in Meng & Kabashima's CelebA experiment (ICLR 2023): 1 bit x 4096, 2 bits x 2048, 3 bits x 1365.
 
-    python benchmarks/qcs_table.py [--out /work/runs/qcs_table.json] [--n-images 4] [--bits 1 2 3] [--quick]
+    python benchmarks/qcs_table.py [--out benchmarks/results/qcs_table.json] [--n-images 4] [--bits 1 2 3] [--quick]
 
 Measurements y = Q(A x0 + n), n ~ N(0, σ_y² I), σ_y = 0.01, on ``--n-images`` held-out phantoms (seed
 10 000) with two sensing matrices, both with unit mean row norm (so a_mᵀx0 has the same spread, std ≈
@@ -215,7 +215,7 @@ def markdown(rows) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="/work/runs/qcs_table.json", help="JSON output path")
+    parser.add_argument("--out", default="benchmarks/results/qcs_table.json", help="JSON output path")
     parser.add_argument("--n-images", type=int, default=4)
     parser.add_argument("--bits", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--methods", nargs="*", help="only the methods whose names start so")

@@ -1,7 +1,7 @@
 """3-D reconstruction of held-out brain volumes: DiffusionMBIR, DDS with TV_z and TPDM beside slice-wise
 diffusion, FBP / zero-filled and 3-D ADMM-TV, on the course's volume tasks (ct8_3d, la90_3d, mri4_3d).
 
-    python benchmarks/volume_table.py [--out /work/runs/volume_table.json] [--volumes 2] [--tasks ...]
+    python benchmarks/volume_table.py [--out benchmarks/results/volume_table.json] [--volumes 2] [--tasks ...]
     python benchmarks/volume_table.py --tune [--tasks ct8_3d]       # the grids, on another volume
     python benchmarks/volume_table.py --whole [--tasks ct8_3d]      # TPDM on whole-brain volumes
 
@@ -191,7 +191,7 @@ def tune(D, task_names, methods) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="/work/runs/volume_table.json")
+    parser.add_argument("--out", default="benchmarks/results/volume_table.json")
     parser.add_argument("--volumes", type=int, default=2)
     parser.add_argument("--tasks", nargs="*", default=TASKS)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))

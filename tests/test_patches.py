@@ -37,7 +37,8 @@ def test_positional_channels_are_plus_minus_one_at_the_padded_corners():
     assert pos.shape == (2, S, S)
     assert pos[:, 0, 0].tolist() == [-1, -1] and pos[:, -1, -1].tolist() == [1, 1]
     assert pos[:, 0, -1].tolist() == [1, -1] and pos[:, -1, 0].tolist() == [-1, 1]   # (x, y): x = column
-    assert torch.allclose(pos[0, 3], torch.linspace(-1, 1, S)) and torch.allclose(pos[1, :, 5], torch.linspace(-1, 1, S))
+    ramp = torch.linspace(-1, 1, S)
+    assert torch.allclose(pos[0, 3], ramp) and torch.allclose(pos[1, :, 5], ramp)
 
 
 def _gaussian_prior():

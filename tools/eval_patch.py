@@ -65,7 +65,8 @@ def denoising(D_patch, D_whole, n: int = 8) -> list[dict]:
         for r in denoising_table(D, x0, seed=3):
             rows.append({"denoiser": name, **r})
             print(f"{name:16s} sigma={r['sigma']:.1f}  noisy {r['noisy']:6.2f}  D {r['tweedie']:6.2f} "
-                  f"(gain {r['tweedie'] - r['noisy']:+6.2f})  TV {r['tv']:6.2f} (D - TV {r['tweedie'] - r['tv']:+6.2f})",
+                  f"(gain {r['tweedie'] - r['noisy']:+6.2f})  TV {r['tv']:6.2f} "
+                  f"(D - TV {r['tweedie'] - r['tv']:+6.2f})",
                   flush=True)
     return rows
 
@@ -109,7 +110,8 @@ def ct(D_patch, D_whole, n_levels: int, n_inner: int, zetas, sigma_mins) -> dict
     out["tuning"]["dps + brain64 (table settings)"] = p
     print(f"tune dps + brain64 (table settings) {p:6.2f} dB", flush=True)
     rec = ct_run("dps", D_whole, x0, lik, 0, 0, 0).clamp(0, 1)
-    out["test"]["dps + brain64"] = {"zeta": tasks.settings("ct20", "dps")["zeta"], "psnr": metrics.psnr(rec, x0).tolist()}
+    out["test"]["dps + brain64"] = {"zeta": tasks.settings("ct20", "dps")["zeta"],
+                                    "psnr": metrics.psnr(rec, x0).tolist()}
     out["test"]["fbp (hann)"] = {"psnr": metrics.psnr(tasks.baseline("ct20", lik).clamp(0, 1), x0).tolist()}
     out["test"]["admm-tv"] = {"psnr": metrics.psnr(tasks.admm_tv_tuned("ct20", lik).clamp(0, 1), x0).tolist()}
     for name, r in out["test"].items():

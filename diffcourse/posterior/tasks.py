@@ -116,6 +116,15 @@ _OPERATORS = {
 # and ct20. Left out: ddnm on CT (no SVD, so plain DDNM through the CGLS A⁺ of the noisy sinogram:
 # 5.8 dB on the tuning phantom, and 100 CGLS iterations a step); dmps_flow on MRI (16.7 dB on mri4,
 # below the zero-filled image); dmps_flow is untried on the other tasks.
+# Volume tasks (benchmarks/volume_table.py --tune: one 64 x 64 x 16 slab, 2.75 mm slices, of a volume of
+# seed 32 000, 50 levels): ct8_3d DDS γ ∈ {0.003, 0.01, 0.03, 0.09} -> 21.1, 22.5, 22.1, 21.6 dB (η = 0.5 at
+# γ = 0.01: 21.9); DDS + TV_z with that γ, (λ, ρ) ∈ {(0.5, 50), (2, 50), (2, 200), (8, 200)} -> 23.9, 24.0,
+# 23.9, 22.9 dB; 3-D ADMM-TV λ ∈ {0.45, 1.5, 4.5}, ρ ∈ {30, 90} λ -> best (1.5, 45), 22.6 dB. la90_3d
+# (first values scaled from ct8 by ||A||²): ADMM-TV λ ∈ {1.5, 5, 15}, ρ ∈ {30, 90} λ -> (5, 150), 22.5 dB;
+# DDS γ ∈ {0.00083, 0.0025, 0.0075} -> 22.7, 23.5, 22.9 (η = 0.5: 22.6); DDS + TV_z (λ, ρ) ∈ {(6, 600),
+# (24, 600), (24, 2400), (96, 2400)} -> 24.8, 23.7, 23.4, 21.6 (the best at the grid's edge). mri4_3d: not
+# tuned yet (mri4's DDS γ and first guesses scaled by ||A||²). DiffusionMBIR's (λ, ρ) are not tuned; TPDM's w
+# (56-slice volumes, 20 levels, tuning volume): 0.15, 0.45, 1.35 -> 13.4, 16.6, 22.6 dB (FBP 19.5).
 
 _MRI4 = {  # tuned on mri4; reused, but for the overrides in TASKS, on mri8, box, inpaint92, sr4, deblur
     "dps": {"sigmas": {"n": 100}, "zeta": 0.5},
@@ -223,7 +232,7 @@ TASKS: dict[str, dict] = {
         "solvers": {"diffusion_mbir": {"sigmas": {"n": 50}, "lam": 0.5, "rho": 20.0},
                     "tpdm": {"sigmas": {"n": 50}, "w": 0.13},
                     "dds": {"sigmas": {"n": 50}, "gamma": 0.0025},
-                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 0.0025, "lam": 24.0, "rho": 600.0}},
+                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 0.0025, "lam": 6.0, "rho": 600.0}},
     },
     "mri4_3d": {
         "about": "volumes, 4x Cartesian MRI of every axial slice (mri4's mask), sigma_y = 0.01",

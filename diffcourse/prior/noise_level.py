@@ -12,7 +12,7 @@ convolutions (three of stride 2) each followed by *log-energy pooling*, the spat
 log(h² + δ) per channel, and a small head that predicts the mean and width of a discretised
 Gaussian over log σ (:class:`NoiseLevelNet`). Log-energy pooling is a
 learned, robust version of the classical noise estimators (a high-pass filter and a median of its
-magnitudes, Donoho & Johnstone 1994): a logarithm averaged over pixels is dominated by the many flat
+magnitudes, Donoho & Johnstone, Biometrika 1994): a logarithm averaged over pixels is dominated by the many flat
 regions, where a filter's response is noise alone, not by the few edges.
 
 Training reuses :mod:`diffcourse.prior.train`'s pieces: the prior's training data from a seeded
@@ -165,7 +165,8 @@ def predict_sigma(classifier: NoiseLevelNet, x: torch.Tensor) -> torch.Tensor:
     return (p * classifier.sigma_grid.to(p).log()).sum(1).exp()
 
 
-def log_sigma_error(classifier: NoiseLevelNet, n: int = 64, seed: int = 20_000, x0: torch.Tensor | None = None) -> float:
+def log_sigma_error(classifier: NoiseLevelNet, n: int = 64, seed: int = 20_000,
+                    x0: torch.Tensor | None = None) -> float:
     """Mean |log σ̂ - log σ| on ``n`` held-out phantoms (:func:`~diffcourse.prior.train.held_out_phantoms`
     from ``seed``, or the images ``x0``), each at a level drawn uniformly from the classifier's grid."""
     g = torch.Generator().manual_seed(seed)

@@ -49,7 +49,8 @@ def padis(D, x: torch.Tensor, sigmas: torch.Tensor, lik, *, zeta: float = 0.3, e
           n_inner: int = 10, generator: torch.Generator | None = None, callback=None,
           progress: bool = False) -> torch.Tensor:
     """PaDIS as in the official code (Hu et al., NeurIPS 2024): per level σ_i and inner step,
-    x ← x - ζ ∇_x ||y - A D(x, σ_i)|| then x ← x + (α_i/2)(D(x, σ_i) - x)/σ_i² + √α_i z, α_i = ε σ_i².
+    x ← x - ζ ∇_x ||y - A D(x, σ_i)||, then x ← x + (α_i/2)(D(x, σ_i) - x)/σ_i² + √α_i z, α_i = ε σ_i²
+    (D evaluated once, before the data step).
 
     ``D``: any denoiser, typically a :class:`diffcourse.prior.patches.PatchDenoiser`; ``x``: the start
     (:func:`padis_start_noise` or :func:`padis_start_pinv`); ``sigmas``: decreasing, ending at 0 (the
