@@ -25,6 +25,11 @@ Result of ``--n-images 2 --zeta-scale 0.5 1 2`` (2-core CPU, shared): t0 = 0.2 (
 NFE: the aim is met only on ct20 with ζ'/2 (101 / 131 %); t0 = 0.3 (σ 0.29, 3.3x fewer NFE) kept
 106 / 112 % and 94 / 107 % with the tuned ζ'. ζ'x2 hurt everywhere; ζ'/2 helped ct20 and hurt mri4.
 The chain must start at a σ above the estimate's rms error (FBP 0.06, zero-filled 0.11).
+With ``--schedule vp`` (the paper's linear-β DDPM levels, 100 of them; t0 = 0.2 starts at σ = 0.69),
+``--n-images 2`` with the retrained phantom64: t0 = 0.2 kept 116 / 135 % (ct20, FBP / ADMM-TV) and
+108 / 119 % (mri4) of that schedule's full-chain gain with 5x fewer NFE: the aim is met in the paper's
+units. That full chain is 1.4-1.5 dB below the Karras one (29.3 vs 30.8 dB on ct20, 34.5 vs 35.9 on
+mri4), and the 20-NFE warm start lands at 30.2-30.4 / 35.8-36.6 dB (results in benchmarks/results/).
 Time: each DPS step is one forward + backward pass of the UNet; a full run on 4 images is about
 (100 + 50 + 30 + 20 + 10 + 5) x 3 x 2 steps at batch 4, ≈ 10-20 min on a 2-core CPU.
 """

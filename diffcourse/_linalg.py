@@ -50,8 +50,10 @@ def cg(M: Op, b: torch.Tensor, x0: torch.Tensor | None = None, *, n_iter: int = 
 
     Each sample runs its own CG from ``x0`` (default 0) and stops once ``||b - M x|| <= tol ||b||`` or
     after ``n_iter`` iterations; b, x0 (B, ...) -> (B, ...). Started at 0 on a consistent singular
-    system, CG returns the minimum-norm solution. ``tol = 0`` runs exactly ``n_iter`` iterations
-    (unless a residual vanishes).
+    system, CG returns the minimum-norm solution. ``tol = 0`` runs ``n_iter`` iterations unless a
+    sample's residual reaches rounding level (``||r|| <= eps ||b||``, eps of the dtype) or its
+    curvature ``<p, M p>`` stops being positive: past that point the recursion divides rounding
+    noise by rounding noise, and in float32 it would throw a converged solution away.
 
     >>> M = torch.tensor([[2., 0.], [0., 4.]])
     >>> cg(lambda x: x @ M, torch.tensor([[2., 2.], [4., 0.]]))
@@ -66,13 +68,16 @@ def cg(M: Op, b: torch.Tensor, x0: torch.Tensor | None = None, *, n_iter: int = 
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - M(x) if x0 is not None else b.clone()
     p, rr = r.clone(), inner(r, r)
-    stop = tol ** 2 * inner(b, b)
+    eps = torch.finfo(rr.dtype).eps
+    stop = max(tol, eps) ** 2 * inner(b, b)
     for _ in range(n_iter):
         active = rr > stop  # (B,)
         if not bool(active.any()):
             break
         Mp = M(p)
-        alpha = torch.where(active, rr / torch.where(active, inner(p, Mp), 1.0), 0.0)
+        pMp = inner(p, Mp)
+        active = active & (pMp > 0)                      # no curvature left: converged (or M not PSD)
+        alpha = torch.where(active, rr / torch.where(active, pMp, 1.0), 0.0)
         x = x + per_sample(alpha, x) * p
         r = r - per_sample(alpha, r) * Mp
         rr_next = inner(r, r)

@@ -322,7 +322,19 @@ assert late < 0.85 * early, (early, late)
 # * Its weak points are DPS's: a backward pass through each network at every step, a step size to tune
 #   for each chain (two rules: the paper's constant one, and the code's $\sqrt{\bar\alpha_t}$), and results
 #   that vary from run to run. On held-out phantoms (`benchmarks/blind_table.py`) it recovers most of the
-#   gap between a wrong kernel and the true one.
+#   gap between a wrong kernel and the true one. Its committed output (`benchmarks/results/blind_table.json`:
+#   4 held-out phantoms, $\sigma_y = 0.02$, 100 steps; PSNR after the best integer shift, and the
+#   kernel's relative error after the same shift):
+#
+# | blur | $y$ | alternating TV (blind) | DPS, wrong kernel | BlindDPS, paper step | BlindDPS, code step | DPS, true kernel |
+# |---|---|---|---|---|---|---|
+# | motion, PSNR (dB) | 16.2 | 17.3 | 16.3 | 23.7 | 24.8 | 29.9 |
+# | motion, kernel error | | 1.02 | 1.09 | 0.56 | 0.56 | 0 |
+# | Gaussian, PSNR (dB) | 18.8 | 19.9 | 21.0 | 27.2 | 27.2 | 27.8 |
+# | Gaussian, kernel error | | 0.34 | 0.66 | 0.19 | 0.27 | 0 |
+#
+#   Gaussian blur is nearly solved; camera shake keeps a 5 dB gap to the true kernel. With 200 steps
+#   the true-kernel DPS rises to 33.9 dB on motion blur and BlindDPS (paper step) to 26.1 dB.
 
 # %%
 elapsed = time.perf_counter() - start_time

@@ -80,6 +80,20 @@ def test_cg_from_the_solution_does_not_move_and_handles_zero_rhs():
     assert torch.equal(cg(lambda v: v @ Q, b[1:], n_iter=10), torch.zeros(1, 2, dtype=F64))
 
 
+def test_cg_with_tol_zero_in_float32_keeps_its_converged_solution():
+    """tol = 0 asks for n_iter iterations; far past convergence (400 on a 40-unknown system with
+    condition number 1e3) float32 CG must stop at rounding level instead of dividing rounding noise
+    by rounding noise (which gave NaN before the stop on eps ||b|| and <p, M p> > 0 existed)."""
+    n = 40
+    Qr, _ = torch.linalg.qr(torch.randn(n, n, generator=gen(5), dtype=F64))
+    Q = (Qr * torch.logspace(0, -3, n, dtype=F64)) @ Qr.T
+    b = torch.randn(3, n, generator=gen(6), dtype=F64)
+    x = cg(lambda v: v @ Q.float(), b.float(), n_iter=400, tol=0.0)
+    assert torch.isfinite(x).all()
+    x_ref = solve(Q, b)
+    assert ((x.double() - x_ref).norm(dim=1) / x_ref.norm(dim=1)).max() < 1e-3
+
+
 def test_cg_complex_hermitian():
     n = 8
     G = torch.randn(n, n, generator=gen(3), dtype=torch.complex128)
