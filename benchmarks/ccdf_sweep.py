@@ -20,10 +20,11 @@ the gain with ≥ 4x fewer NFE.
 ``--zeta-scale`` also runs each t0 < 1 with ζ' multiplied by each given factor: DPS's ζ' was tuned
 for the full 100-step chain, and a short chain takes fewer guidance steps (ζ' is per step), so it
 may want a larger one. The factor is a measurement option, not a recommendation; see the printed rows.
-Result of ``--n-images 2 --zeta-scale 0.5 1 2`` (2-core CPU, shared): t0 = 0.2 (σ start 0.076) kept
-85 / 93 % (ct20, FBP / ADMM-TV) and 36 / 62 % (mri4, zero-filled / ADMM-TV) of the gain with 5x fewer
-NFE: the aim is met only on ct20 with ζ'/2 (101 / 131 %); t0 = 0.3 (σ 0.29, 3.3x fewer NFE) kept
-106 / 112 % and 94 / 107 % with the tuned ζ'. ζ'x2 hurt everywhere; ζ'/2 helped ct20 and hurt mri4.
+Result of ``--n-images 2 --zeta-scale 0.5 1 2`` with the retrained phantom64 (2-core CPU, shared):
+t0 = 0.2 (σ start 0.076) kept 91 / 102 % (ct20, FBP / ADMM-TV) and 42 / 72 % (mri4, zero-filled /
+ADMM-TV) of the gain with 5x fewer NFE: on these Karras levels the aim is met only from ADMM-TV on ct20
+(and from both with ζ'/2: 103 / 136 %); t0 = 0.3 (σ 0.29, 3.3x fewer NFE) kept 113 / 118 % and
+98 / 114 % with the tuned ζ'. ζ'x2 hurt everywhere; ζ'/2 helped ct20 and hurt mri4.
 The chain must start at a σ above the estimate's rms error (FBP 0.06, zero-filled 0.11).
 With ``--schedule vp`` (the paper's linear-β DDPM levels, 100 of them; t0 = 0.2 starts at σ = 0.69),
 ``--n-images 2`` with the retrained phantom64: t0 = 0.2 kept 116 / 135 % (ct20, FBP / ADMM-TV) and

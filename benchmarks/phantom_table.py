@@ -8,8 +8,8 @@ For each task: the classical baseline (FBP, zero-filled, pseudo-inverse, ...), A
 prior never saw; the settings were tuned on other phantoms, seed 20 000). Printed per row: mean
 PSNR and SSIM over the images, wall time per image and network evaluations per image (a batched
 call of the denoiser counts once; "∇" counts the calls whose output is differentiated, i.e. one
-forward + one backward). ct20 and mri4 are also run on the Shepp-Logan phantom, which is outside
-the prior's training family.
+forward + one backward). ct20 and mri4 are also run on the Shepp-Logan phantom itself, which the
+first phantom64 never saw; the retrained one saw random relatives of it (``phantoms_sharp``).
 
 Phase retrieval is scored up to its trivial ambiguities (180° rotation, shifts of up to 2 px: all
 have the same |F pad(x)|), and DPS is also reported as the best of 4 runs, the run picked by the
@@ -170,7 +170,7 @@ def main(argv=None):
         for task in ("ct20", "mri4"):
             sl_rows += task_rows(D, task, sl, args.solvers)
             save()
-        print("\n## Shepp-Logan (outside the prior's family)\n\n" + markdown(sl_rows))
+        print("\n## Shepp-Logan\n\n" + markdown(sl_rows))
 
 
 if __name__ == "__main__":

@@ -353,13 +353,13 @@ assert kept[0.05] < 0.5 and table[0.05][3] < fbp_rms < table[0.2][3]
 # **The step size of a short chain.** DPS's $\zeta'$ was tuned for the full 100-step chain. Is it right
 # for 20 steps? A short chain takes fewer guidance steps, so one might guess it wants a *larger* $\zeta'$;
 # the benchmark says the opposite. On two held-out phantoms (`benchmarks/ccdf_sweep.py --n-images 2
-# --zeta-scale 0.5 1 2`), $t_0 = 0.2$ kept 85 % (from FBP) and 93 % (from ADMM-TV) of the full chain's
-# PSNR gain with the tuned $\zeta'$, 101 % and 131 % with half of it, and 46 % and 26 % with twice it. The
+# --zeta-scale 0.5 1 2`), $t_0 = 0.2$ kept 91 % (from FBP) and 102 % (from ADMM-TV) of the full chain's
+# PSNR gain with the tuned $\zeta'$, 103 % and 136 % with half of it, and 51 % and 33 % with twice it. The
 # warm start already fits the data; at low noise a strong data step mostly amplifies the noise of
 # $y$ through the denoiser's Jacobian. This is a property of the task, not a rule: on 4× MRI the same
-# sweep found $\zeta'/2$ *worse* at every short $t_0$, and $t_0 = 0.2$ too short whatever $\zeta'$ (36 % and 62 %
+# sweep found $\zeta'/2$ *worse* at every short $t_0$, and $t_0 = 0.2$ too short whatever $\zeta'$ (42 % and 72 %
 # of the gain): the zero-filled image is 19 dB (rms error 0.11), far above $\sigma_{N'} = 0.076$, while
-# $t_0 = 0.3$ ($\sigma_{N'} = 0.29$) kept 94 % and 107 % with the tuned $\zeta'$ — the rule of the previous paragraph
+# $t_0 = 0.3$ ($\sigma_{N'} = 0.29$) kept 98 % and 114 % with the tuned $\zeta'$ — the rule of the previous paragraph
 # again. We rerun $t_0 = 0.2$ with $\zeta'/2$ on our CT phantom.
 
 # %%
@@ -590,7 +590,7 @@ print(f"lesson run time {time.perf_counter() - start_time:.0f} s")
 #   $\lambda^{2N'}\varepsilon_0$ by a constant (about $(s/\sigma_{\min})^2$ for DDIM): an $N'$ read off the bound is too small.
 #   The bound's noise constants could not be checked against the paper's proof or code.
 # * On 20-view CT, DPS from the FBP at $t_0 = 0.2$ keeps the full chain's PSNR gain on our phantom with 5
-#   times fewer network evaluations (85–93 % over two phantoms with the full chain's $\zeta'$, all of it with
+#   times fewer network evaluations (91–102 % over two phantoms with the full chain's $\zeta'$, all of it with
 #   $\zeta'/2$ on CT, not on MRI). Choose $t_0$ so that the chain starts at a noise level a few times the
 #   estimate's error: on 4× MRI and our Karras levels that is $t_0 = 0.3$, not 0.2; on the paper's
 #   linear-$\beta$ levels $t_0 = 0.2$ already starts high enough ($\sigma = 0.69$) and keeps the whole gain.
