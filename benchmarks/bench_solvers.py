@@ -1,6 +1,11 @@
 """Solver overhead: each posterior solver's time per step over the network cost of that step.
 
     python benchmarks/bench_solvers.py [--device cuda] [--steps 10] [--repeats 3] [--tasks mri4 ct20]
+    python benchmarks/bench_solvers.py --table [--device cuda] [--n-images 2] [--quick] [--out PATH]
+
+With ``--table`` the script runs the brain benchmark instead (``benchmarks/brain_benchmark.py``: every
+solver on held-out brain slices, PSNR, SSIM, time, NFE, peak memory, posterior-sample uncertainty;
+it writes ``benchmarks/results/brain_benchmark.json`` and ``.md``); without it, the overhead below.
 
 The denoiser is the shipped ``phantom64`` UNet at 64x64, batch 1 and 4. Each solver runs ``steps``
 steps with its tuned settings (``diffcourse.posterior.tasks.settings``, schedule shortened to
@@ -27,6 +32,7 @@ CG in measurement space and DDNM to a CGLS pseudo-inverse, which the ratio shows
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -97,6 +103,11 @@ def solver_run(D, name, task, lik, B, steps, device):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--table" in argv:  # the brain benchmark table
+        argv.remove("--table")
+        import brain_benchmark
+        return brain_benchmark.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=10)

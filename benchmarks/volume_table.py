@@ -4,6 +4,7 @@ diffusion, FBP / zero-filled and 3-D ADMM-TV, on the course's volume tasks (ct8_
     python benchmarks/volume_table.py [--out benchmarks/results/volume_table.json] [--volumes 2] [--tasks ...]
     python benchmarks/volume_table.py --tune [--tasks ct8_3d]       # the grids, on another volume
     python benchmarks/volume_table.py --whole [--tasks ct8_3d]      # TPDM on whole-brain volumes
+    python benchmarks/volume_table.py --mbir-levels 50 100 200 --tasks ct8_3d   # DiffusionMBIR's schedule
 
 Volumes: ``brain_volumes(n, 64, 56)`` (T1, seed 31 000; tuning: seed 32 000), slices 2.75 mm apart
 across the whole brain (154 mm). The table's volumes are the slabs of :data:`SLAB` = 16 slices
@@ -199,6 +200,9 @@ def main(argv=None):
     parser.add_argument("--whole", action="store_true", help="whole-brain volumes (56 slices) and TPDM")
     parser.add_argument("--aux", default="brain64_coronal", help="TPDM's auxiliary (coronal) prior")
     parser.add_argument("--tuned", help="a --tune output: use its best settings instead of the tasks table")
+    parser.add_argument("--mbir-levels", type=int, nargs="*",
+                        help="instead: DiffusionMBIR with these numbers of levels on the tuning volume (its "
+                             "published setting is 2000 levels; the tables use 50)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     D = pretrained.load("brain64")
@@ -210,6 +214,16 @@ def main(argv=None):
             json.dump({"rows": rows, "seconds": time.perf_counter() - start, "volumes": args.volumes,
                        "depth": DEPTH, "slab": None if args.whole else SLAB, "seeds": [TEST_SEED, TUNE_SEED],
                        "torch": torch.__version__, **(extra or {})}, f, indent=1)
+    if args.mbir_levels:
+        ref = volumes(1, TUNE_SEED)
+        for task in args.tasks:
+            lik = measure(task, ref)
+            for n in args.mbir_levels:
+                kw = {**tasks.settings(task, "diffusion_mbir"), "sigmas": karras_sigmas(n)}
+                rows.append(method_row(D, "diffusion_mbir", task, lik, ref, kw))
+                print(markdown(rows[-1:]).split("\n", 2)[-1], flush=True)
+                save()
+        return
     if args.tune:
         rows += tune(D, args.tasks, args.methods)
         save({"best": best_settings(rows)})

@@ -122,8 +122,11 @@ _OPERATORS = {
 # 23.9, 22.9 dB; 3-D ADMM-TV λ ∈ {0.45, 1.5, 4.5}, ρ ∈ {30, 90} λ -> best (1.5, 45), 22.6 dB. la90_3d
 # (first values scaled from ct8 by ||A||²): ADMM-TV λ ∈ {1.5, 5, 15}, ρ ∈ {30, 90} λ -> (5, 150), 22.5 dB;
 # DDS γ ∈ {0.00083, 0.0025, 0.0075} -> 22.7, 23.5, 22.9 (η = 0.5: 22.6); DDS + TV_z (λ, ρ) ∈ {(6, 600),
-# (24, 600), (24, 2400), (96, 2400)} -> 24.8, 23.7, 23.4, 21.6 (the best at the grid's edge). mri4_3d: not
-# tuned yet (mri4's DDS γ and first guesses scaled by ||A||²). DiffusionMBIR's (λ, ρ) are not tuned; TPDM's w
+# (24, 600), (24, 2400), (96, 2400)} -> 24.8, 23.7, 23.4, 21.6 (the best at the grid's edge). mri4_3d:
+# ADMM-TV λ ∈ {0.00015, 0.0005, 0.0015} x ρ/λ ∈ {3, 9} -> 22.9-23.0 dB (flat; best (0.0015, 0.0135)); DDS
+# γ ∈ {3.3, 10, 30} -> 24.1, 24.6, 24.8 (η = 0.5: 23.9); DDS + TV_z at γ = 30, (λ, ρ) ∈ {(0.0025, 0.25),
+# (0.01, 0.25), (0.01, 1), (0.04, 1)} -> 26.3, 25.4, 25.7, 24.5 (γ and λ best at the grids' edges);
+# DiffusionMBIR (0.005, 0.01) 23.4, (0.0005, 0.001) 22.3. DiffusionMBIR's (λ, ρ) are not tuned on CT; TPDM's w
 # (56-slice volumes, 20 levels, tuning volume): 0.15, 0.45, 1.35 -> 13.4, 16.6, 22.6 dB (FBP 19.5).
 
 _MRI4 = {  # tuned on mri4; reused, but for the overrides in TASKS, on mri8, box, inpaint92, sr4, deblur
@@ -237,11 +240,11 @@ TASKS: dict[str, dict] = {
     "mri4_3d": {
         "about": "volumes, 4x Cartesian MRI of every axial slice (mri4's mask), sigma_y = 0.01",
         "sigma_y": 0.01, "volume": True,
-        "admm_tv": {"lam": 0.0005, "rho": 0.0015, "n_iter": 200},
+        "admm_tv": {"lam": 0.0015, "rho": 0.0135, "n_iter": 200},
         "solvers": {"diffusion_mbir": {"sigmas": {"n": 50}, "lam": 0.005, "rho": 0.01},
                     "tpdm": {"sigmas": {"n": 50}, "w": 5.0},
-                    "dds": {"sigmas": {"n": 50}, "gamma": 10.0},
-                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 10.0, "lam": 0.01, "rho": 0.25}},
+                    "dds": {"sigmas": {"n": 50}, "gamma": 30.0},
+                    "dds_tv_z": {"sigmas": {"n": 50}, "gamma": 30.0, "lam": 0.0025, "rho": 0.25}},
     },
 }
 

@@ -145,6 +145,8 @@ PHANTOM64_BASE_SHA256 = "eba45d70b604f6bcfd2675ddadc48f10b78e360095e950d94519b38
 #: Steps of the ``patch`` preset: batches of 64 patches of 14 x 14 px, about a third of a ``brain64`` step
 #: (0.5 s on one idle CPU thread), so about 50 minutes.
 PATCH_STEPS = 6000
+#: Steps of the data-efficiency presets ``patch_n16``, ``patch_n128``, ``whole_n16``, ``whole_n128``.
+DATA_EFFICIENCY_STEPS = 1000
 
 #: Named presets for the command line. ``phantom64`` is the shipped prior; ``tiny`` is the model
 #: lesson 05 trains in about 40 s on a laptop CPU (600 steps of batch 8 at 32 x 32).
@@ -174,6 +176,16 @@ PRESETS: dict[str, TrainConfig] = {
     "patch": TrainConfig(steps=PATCH_STEPS, batch_size=64, lr=1e-3, warmup=200, checkpoint_every=500,
                          data="brain_patches", patch_size=14,
                          net=UNetConfig(channels=(32, 64), blocks_per_level=2, cond_channels=2)),
+    # data efficiency (benchmarks/padis_data_efficiency.py): a patch prior and a whole-image prior of about
+    # the same size (0.97 M and 1.08 M parameters) trained on the same fixed 16 or 128 brain slices, for
+    # the same steps and slices seen (8 per step: 64 patches of 8 slices, or 8 whole slices); short runs,
+    # 0.55 s (patch) and 0.6-0.8 s (whole) a step on one CPU thread, so 10-15 CPU-minutes each
+    **{f"{kind}_n{n}": TrainConfig(steps=DATA_EFFICIENCY_STEPS, batch_size=batch, lr=1e-3, warmup=200,
+                                   ema_decay=0.995, checkpoint_every=250, n_images=n, **extra)
+       for n in (16, 128) for kind, batch, extra in (
+           ("patch", 64, dict(data="brain_patches", patch_size=14,
+                              net=UNetConfig(channels=(32, 64), blocks_per_level=2, cond_channels=2))),
+           ("whole", 8, dict(data="brain", net=UNetConfig(channels=(32, 64, 64)))))},
 }
 
 
