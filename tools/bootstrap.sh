@@ -87,17 +87,15 @@ lab() {
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     export MKL_NUM_THREADS="${MKL_NUM_THREADS:-$OMP_NUM_THREADS}"
     # Open the .py notebooks of lessons/, solutions/, exercises/ and workspace/ as notebooks on a
-    # double click, and start the Python kernel without asking: jupytext keeps no kernelspec in the
-    # .py files, so JupyterLab would otherwise show "Select Kernel" for every notebook.
+    # double click. (JupyterLab still asks "Select Kernel" once per notebook: jupytext keeps no
+    # kernelspec in the .py files, and its "Jupytext Notebook" viewer does not take the notebook
+    # setting autoStartDefaultKernel. Its default answer, Python 3, is the right one.)
     local settings="$VENV/share/jupyter/lab/settings"
     mkdir -p "$settings"
     cat > "$settings/overrides.json" <<'EOF'
 {
   "@jupyterlab/docmanager-extension:plugin": {
     "defaultViewers": {"python": "Jupytext Notebook"}
-  },
-  "@jupyterlab/notebook-extension:tracker": {
-    "autoStartDefaultKernel": true
   }
 }
 EOF
