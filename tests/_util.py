@@ -55,3 +55,9 @@ def denoising_margins(D, clean: torch.Tensor, tv_weights, sigmas=(0.1, 0.2, 0.5)
         tv, _ = tv_denoise_tuned(y, clean, tv_weights, n_iter=100)
         out[sigma] = (p_den - metrics.psnr(y, clean).mean().item(), p_den - metrics.psnr(tv, clean).mean().item())
     return out
+
+
+def verdict(check, fn, capsys) -> tuple[bool, str]:
+    """Run an exercise check on ``fn``: (its verdict, what it printed for the learner)."""
+    ok = check(fn)
+    return ok, capsys.readouterr().out

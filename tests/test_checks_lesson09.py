@@ -11,17 +11,13 @@ import math
 
 import pytest
 import torch
+from _util import verdict
 
 from diffcourse.checks import lesson09 as L
 from diffcourse.posterior import ccdf
 from diffcourse.prior.processes import karras_sigmas, ve_sigmas, vp_sigmas
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

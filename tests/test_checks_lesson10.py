@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _util import verdict
 
 from diffcourse.checks import lesson10 as L
 from diffcourse.physics.likelihood import Likelihood
@@ -21,11 +22,6 @@ from diffcourse.posterior.solvers.closed_form import ddnm_correction
 from diffcourse.prior.toy import GaussianMixture
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

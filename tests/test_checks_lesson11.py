@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _util import verdict
 from scipy import stats
 
 from diffcourse.checks import lesson11 as L
@@ -19,11 +20,6 @@ from diffcourse.physics.noise import log_normal_interval
 from diffcourse.posterior import guidance_quantized as gq
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 def autograd_bin_score(z, l, u, s):

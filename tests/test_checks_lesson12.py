@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from _util import verdict
 
 from diffcourse.checks import lesson12 as L
 from diffcourse.physics.blur import Blur
@@ -18,11 +19,6 @@ from diffcourse.posterior.solvers import blind_dps
 from diffcourse.posterior.solvers.blind import normalize_kernel
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _util import verdict
 
 from diffcourse.checks import lesson13 as L
 from diffcourse.physics.likelihood import Likelihood
@@ -17,11 +18,6 @@ from diffcourse.posterior.solvers import padis
 from diffcourse.prior.patches import _tiles, assemble, geometry, positions
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

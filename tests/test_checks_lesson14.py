@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _util import verdict
 
 from diffcourse.checks import lesson14 as L
 from diffcourse.physics.mri import MultiCoilMRI, fft2c, ifft2c
 from diffcourse.posterior.uncertainty import coverage
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _util import verdict
 
 from diffcourse.checks import lesson15 as L
 from diffcourse.physics.volume import SliceWise
@@ -17,11 +18,6 @@ from diffcourse.posterior.classical import cg
 from diffcourse.posterior.tv3d import admm_tv_z_step, diff_z_circ, diff_z_circ_T
 
 F64 = torch.float64
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    ok = check(fn)
-    return ok, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the references are the library's

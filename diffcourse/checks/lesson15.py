@@ -54,6 +54,19 @@ def _dz_wrong_axis(x):                                             # along H, th
     return torch.roll(x, -1, dims=3) - x
 
 
+def _check_along_z(fn, reference, mistakes, *, seeds, name, image):
+    """fn against ``reference`` on three volumes (B, C, D, H, W) of the given seeds; a wrong answer is
+    named from ``mistakes`` when it is one of them."""
+    for seed, shape in zip(seeds, ((2, 1, 5, 3, 4), (1, 2, 3, 4, 4), (3, 1, 2, 2, 3))):
+        v = _volume(seed, shape)
+        out = fn(v.clone())
+        assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
+        assert out.shape == v.shape, f"{image} has the shape of {name} {tuple(v.shape)}, got {tuple(out.shape)}"
+        expected = reference(v)
+        if not close(out, expected, **_TOL):
+            raise AssertionError(f"{name} {tuple(shape)}: " + diagnose(out, expected, (v,), mistakes, **_TOL))
+
+
 _DZ_MISTAKES = {
     _dz_neumann: "the last difference is 0 here: D_z is circular, (D_z x)_{D-1} = x_0 - x_{D-1} (the last "
                  "slice is compared with the first), e.g. torch.roll(x, -1, dims=2) - x",
@@ -68,14 +81,7 @@ _DZ_MISTAKES = {
 @exercise(_diff_z_circ, *_DZ_MISTAKES)
 def check_diff_z_circ(fn):
     """fn(x) = x_{(d+1) mod D} - x_d along dim 2 of x (B, C, D, H, W), shaped like x."""
-    for seed, shape in ((0, (2, 1, 5, 3, 4)), (1, (1, 2, 3, 4, 4)), (2, (3, 1, 2, 2, 3))):
-        x = _volume(seed, shape)
-        out = fn(x.clone())
-        assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
-        assert out.shape == x.shape, f"D_z x has the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
-        expected = _diff_z_circ(x)
-        if not close(out, expected, **_TOL):
-            raise AssertionError(f"x {tuple(shape)}: " + diagnose(out, expected, (x,), _DZ_MISTAKES, **_TOL))
+    _check_along_z(fn, _diff_z_circ, _DZ_MISTAKES, seeds=(0, 1, 2), name="x", image="D_z x")
 
 
 # ---------------------------------------------------------------- exercise 2: D_zᵀ
@@ -108,14 +114,7 @@ _DZT_MISTAKES = {
 @exercise(_diff_z_circ_T, *_DZT_MISTAKES)
 def check_diff_z_circ_T(fn):
     """fn(p) = p_{(d-1) mod D} - p_d along dim 2, the adjoint: <D_z x, p> = <x, fn(p)>."""
-    for seed, shape in ((3, (2, 1, 5, 3, 4)), (4, (1, 2, 3, 4, 4)), (5, (3, 1, 2, 2, 3))):
-        p = _volume(seed, shape)
-        out = fn(p.clone())
-        assert isinstance(out, torch.Tensor), f"return a tensor, got {type(out).__name__}"
-        assert out.shape == p.shape, f"D_zᵀ p has the shape of p {tuple(p.shape)}, got {tuple(out.shape)}"
-        expected = _diff_z_circ_T(p)
-        if not close(out, expected, **_TOL):
-            raise AssertionError(f"p {tuple(shape)}: " + diagnose(out, expected, (p,), _DZT_MISTAKES, **_TOL))
+    _check_along_z(fn, _diff_z_circ_T, _DZT_MISTAKES, seeds=(3, 4, 5), name="p", image="D_zᵀ p")
 
 
 # ---------------------------------------------------------------- exercise 3: one ADMM-TV_z iteration
