@@ -107,7 +107,7 @@ def show_cuts(volumes, titles, *, row=32, col=32, slice_=6, spacing=(2.75, 3.2))
         vol = vol[0, 0].clamp(0, 1)
         views = (vol[slice_], vol[:, row].flip(0), vol[:, :, col].flip(0))   # (H, W), (D, W), (D, H)
         for r, (img, aspect) in enumerate(zip(views, (1.0, spacing[0] / spacing[1], spacing[0] / spacing[1]))):
-            axes[r, k].imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+            axes[r, k].imshow(img.cpu().numpy(), cmap="gray", vmin=0, vmax=1, aspect=aspect)
             axes[r, k].set_xticks([])
             axes[r, k].set_yticks([])
         axes[0, k].set_title(title, fontsize=9)

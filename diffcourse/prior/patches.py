@@ -137,7 +137,7 @@ class PatchDenoiser(nn.Module):
         B, C, N = x.shape[0], x.shape[1], x.shape[-1]
         K, M = geometry(N, self.patch_size)
         g = self.generator
-        device = g.device if g is not None else torch.device("cpu")
+        device = g.device if g is not None else x.device    # draw where the generator (or the image) lives
         s = as_sigma(sigma, x)
         shifts, border = [], []
         for b in range(B):
@@ -145,6 +145,8 @@ class PatchDenoiser(nn.Module):
             if self.noisy_border:
                 z = torch.randn((C, N + 2 * M, N + 2 * M), generator=g, device=device, dtype=x.dtype)
                 border.append(s[b] * z.to(x.device))
+        # the shifts become slicing offsets (Python ints in assemble): one small host copy per call, which
+        # any data-dependent crop needs; the padding noise stays on the image's device
         return torch.stack(shifts).cpu(), (torch.stack(border) if border else None)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
