@@ -47,14 +47,18 @@ def test_op_norm2_matches_a_closed_form():
     assert bb.op_norm2(Downsample(4), torch.zeros(2, 1, 16, 16)) == pytest.approx(1 / 16, rel=1e-5)
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_peak_memory_sees_a_transient_allocation():
+    """On Linux (/proc) the peak RSS sees a 64 MiB tensor that is gone by the end of the block; elsewhere
+    the CPU measure is documented as unavailable (None), never a made-up number."""
     with bb.PeakMemory(torch.device("cpu")) as small:
         pass
     with bb.PeakMemory(torch.device("cpu")) as big:
         x = torch.ones(16 * 2**20)                             # 64 MiB, written so that it is resident
         del x
-    assert big.mib > 48 and small.mib < 16
+    if Path("/proc/self/clear_refs").exists():
+        assert big.mib > 48 and small.mib < 16
+    else:
+        assert big.mib is None and small.mib is None
 
 
 def test_brain_knobs_borrow_from_their_family():

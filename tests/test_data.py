@@ -93,7 +93,7 @@ def test_bad_arguments():
 
 
 def test_read_dicom_gives_hounsfield_units():
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency of the package: a missing one must fail, not skip
     from pydicom.data import get_testdata_file
     from pydicom.pixels import apply_modality_lut
 
@@ -108,7 +108,7 @@ def test_read_dicom_gives_hounsfield_units():
 
 
 def test_read_nifti(tmp_path):
-    nibabel = pytest.importorskip("nibabel")
+    import nibabel  # a dependency of the package: a missing one must fail, not skip
     import numpy as np
 
     volume = np.arange(4 * 5 * 3, dtype="float32").reshape(4, 5, 3)
