@@ -41,6 +41,7 @@ RUNS = {
     "score_pocs (no corrector)": lambda x, g: V.score_pocs(D, x, K, LIK, n_corrector=0, generator=g),
     "song2022 (no corrector)": lambda x, g: V.song2022(D, x, K, LIK, n_corrector=0, generator=g),
     "ilvr": lambda x, g: V.ilvr(D, x, K, LIK, generator=g),
+    "padis (zeta=0.1, 5 inner)": lambda x, g: V.padis(D, x, K, LIK, zeta=0.1, n_inner=5, generator=g),
 }
 # name: (mean error, weight error, SW / noise floor, residual std), measured with seed 0
 MEASURED = {
@@ -52,6 +53,7 @@ MEASURED = {
     "score_pocs (no corrector)": (0.456, 0.337, 5.98, 0.0),
     "song2022 (no corrector)": (0.532, 0.375, 6.62, 0.0),
     "ilvr": (0.456, 0.345, 5.86, 0.0),
+    "padis (zeta=0.1, 5 inner)": (0.541, 0.332, 7.00, 0.061),    # ζ from {0.01, 0.03, 0.1} x {2, 5} inner
 }
 BOUND = 1.5
 
