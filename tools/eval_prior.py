@@ -4,8 +4,8 @@ first prior's family (Shepp-Logan, sharp-edged random ellipses, sharp random She
 from seeds no training run draws), and (optionally) save a grid of unconditional samples.
 
     python tools/eval_prior.py                          # the shipped phantom64
-    python tools/eval_prior.py --run-dir runs/phantom64 --samples /tmp/samples.png
-    python tools/eval_prior.py --weights runs/phantom64_base.pt --json /tmp/base.json
+    python tools/eval_prior.py --run-dir runs/phantom64 --samples runs/phantom64_samples.png
+    python tools/eval_prior.py --weights runs/phantom64_base.pt --json runs/phantom64_base.json
 """
 from __future__ import annotations
 
