@@ -7,8 +7,9 @@ Images: ``brain_slices(n, 64, seed 10 000, contrast="mixed", split="test")``, th
 shipped prior ``brain64`` never saw; measurements by the course's tasks (``diffcourse.posterior.tasks``:
 σ_y as there), noise seed 1, all images of a task in one batch. Rows per task: the classical
 baseline (FBP / zero-filled / pseudo-inverse / truncated SVD), ADMM-TV with the λ of the task table
-(tuned on phantoms) and with λ re-tuned on a brain slice, PnP-ADMM (Venkatakrishnan et al. 2013) and
-RED (Romano, Elad & Milanfar 2017) with ``brain64`` as the denoiser, every diffusion solver tuned for
+(tuned on phantoms) and with λ re-tuned on a brain slice, PnP-ADMM (Venkatakrishnan et al. 2013),
+PnP-HQS with DPIR's decreasing denoiser levels (Zhang et al., IEEE TPAMI 2022) and RED (Romano, Elad &
+Milanfar 2017) with ``brain64`` as the denoiser, every diffusion solver tuned for
 the task (``tasks.settings``, phantom-tuned, run with ``brain64``), and the levers: DDS with γ re-tuned
 on a brain slice (and, the lever "steps", with :data:`STEPS_LEVER` levels), DDS warm-started from ADMM-TV
 (CCDF, Chung, Sim & Ye, CVPR 2022), and ``UQ_SAMPLES`` DDS posterior samples per image (scored by their
@@ -28,23 +29,28 @@ writing 5 to /proc/self/clear_refs) above the resident size before the run: the 
 to the process, whole process, allocator caching included (None where /proc is not available).
 
 The committed ``benchmarks/results/brain_benchmark.json`` / ``.md`` ran on one thread of a busy 2-core CPU,
-in five runs (ct20 and mri4 with every method; the other tasks with ``--methods``, core set, then the
-other diffusion solvers; ``--prior phantom64``; the steps lever), merged; the 3-D rows are copied from ``benchmarks/volume_table.py``'s output
+in several runs (ct20 and mri4 with every method; the other tasks with ``--methods``, core set, then the
+other diffusion solvers; ``--prior phantom64``; the steps lever; PnP-HQS), merged by ``--merge`` (which
+adds a run's rows to the existing file, replacing rows of the same task and method, and records the
+run's command, machine and time under "runs"); the 3-D rows are copied from ``benchmarks/volume_table.py``'s output
 (``--volume-json``). ``--device cuda`` batches each task's images on the GPU; that path has not been run yet.
 """
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 import time
 
 import torch
 
 import phantom_table
-from brain_report import machine, markdown, volume_rows, write
+from brain_report import machine, markdown, merge, volume_rows, write
 from diffcourse.data import brain_slices
 from diffcourse.physics.mri import SingleCoilMRI
 from diffcourse.posterior import solvers, tasks
 from diffcourse.posterior.ccdf import warm_start
-from diffcourse.posterior.classical import admm_tv, pnp_admm, red
+from diffcourse.posterior.classical import admm_tv, dpir_sigmas, pnp_admm, pnp_hqs, red
 from diffcourse.posterior.complex_mri import real_images
 from diffcourse.posterior.uncertainty import calibration, pixel_stats, std_error_correlation
 from diffcourse.prior import pretrained
@@ -54,18 +60,18 @@ from diffcourse.prior.samplers.loop import CountingDenoiser
 TEST_SEED, TUNE_SEED, NOISE_SEED, SOLVER_SEED = 10_000, 20_000, 1, 0
 TASK_ORDER = ["ct20", "mri4", "ct8", "mri8", "inpaint92", "sr4", "deblur", "box"]
 UQ_SAMPLES, UQ_LEVELS = 4, 25          # 4 chains of 25 levels: 100 NFE per image
-PNP_ITER, RED_ITER = 30, 100
+PNP_ITER, HQS_ITER, RED_ITER = 30, 30, 100
 STEPS_LEVER = (25, 50, 200)            # DDS schedules beside the 100 levels, on the re-tuned tasks
 BUDGET = (f"<= 100 NFE per image per solver (Jalal: 101, the task table's 25 levels x 4 steps and a final "
           f"denoising; the steps lever's 200-level row is marked over the budget); PnP-ADMM {PNP_ITER} iterations, "
-          f"RED {RED_ITER}, UQ {UQ_SAMPLES} DDS chains of {UQ_LEVELS} levels")
+          f"PnP-HQS {HQS_ITER} levels, RED {RED_ITER}, UQ {UQ_SAMPLES} DDS chains of {UQ_LEVELS} levels")
 # Re-tuned on one brain slice (seed 20 000) by benchmarks/brain_tune.py (grids and PSNRs: its output,
 # benchmarks/results/brain_tune.json): ADMM-TV's (λ, ρ) on every task; on ct20 and mri4 also PnP-ADMM's σ,
-# RED's (σ, weight), DDS's γ and the warm start's t0. Other tasks take PnP, RED and t0 from ct20 (CT)
+# PnP-HQS's (λ, σ_min), RED's (σ, weight), DDS's γ and the warm start's t0. Other tasks take PnP, RED and t0 from ct20 (CT)
 # or mri4 (the rest; PnP's ρ and RED's τ scale with each task's σ_y²) and DDS's γ from the task table.
 BRAIN = {
-    "ct20": {"tv": (3.0, 90.0), "pnp_sigma": 0.2, "red": (0.03, 0.3), "dds_gamma": 0.003, "t0": 0.4},
-    "mri4": {"tv": (0.004, 0.012), "pnp_sigma": 0.05, "red": (0.1, 10.0), "dds_gamma": 300.0, "t0": 0.6},
+    "ct20": {"tv": (3.0, 90.0), "pnp_sigma": 0.2, "hqs": (0.23, 0.03), "red": (0.03, 0.3), "dds_gamma": 0.003, "t0": 0.4},
+    "mri4": {"tv": (0.004, 0.012), "pnp_sigma": 0.05, "hqs": (0.05, 0.01), "red": (0.1, 10.0), "dds_gamma": 300.0, "t0": 0.6},
     "ct8": {"tv": (3.0, 90.0)}, "mri8": {"tv": (0.0125, 0.125)}, "inpaint92": {"tv": (0.000125, 0.000375)},
     "sr4": {"tv": (0.002, 0.06)}, "deblur": {"tv": (0.002, 0.06)}, "box": {"tv": (0.0003125, 0.009375)},
 }
@@ -75,7 +81,7 @@ FAMILY = {"ct8": "ct20"}                 # every other task borrows from mri4
 def brain_knobs(task: str) -> dict:
     """The knobs of ``task``: its own re-tuned ones, else its family's, and DDS's γ from the task table."""
     family = BRAIN[task if task in ("ct20", "mri4") else FAMILY.get(task, "mri4")]
-    return {"pnp_sigma": family["pnp_sigma"], "red": family["red"], "t0": family["t0"],
+    return {"pnp_sigma": family["pnp_sigma"], "hqs": family["hqs"], "red": family["red"], "t0": family["t0"],
             "dds_gamma": tasks.settings(task, "dds")["gamma"],
             "tv": tuple(tasks.TASKS[task]["admm_tv"][k] for k in ("lam", "rho")), **BRAIN.get(task, {})}
 
@@ -161,6 +167,10 @@ def methods(task: str, lik, ref, quick: bool = False) -> dict:
     rho = sy2 / k["pnp_sigma"] ** 2            # ½||Ax - y||² + σ_y² (-log p): prox at σ² = σ_y²/ρ
     out["PnP-ADMM"] = lambda D, lik, ref: pnp_admm(op, lik.y, D, rho, n_iter=PNP_ITER, sigma=k["pnp_sigma"],
                                                    x0=tasks.baseline(task, lik))
+    hqs_lam, hqs_min = k["hqs"]
+    out["PnP-HQS (DPIR levels)"] = lambda D, lik, ref: pnp_hqs(op, lik.y, D, dpir_sigmas(HQS_ITER, hqs_min),
+                                                               sigma_y=lik.sigma_y, lam=hqs_lam,
+                                                               x0=tasks.baseline(task, lik))
     red_sigma, red_w = k["red"]
     tau = red_w * sy2 / red_sigma ** 2
     step = 1.0 / (op_norm2(op, ref) + tau)
@@ -256,8 +266,12 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/brain_benchmark.json")
     parser.add_argument("--volume-json", nargs="*", default=[], help="volume_table.py outputs to include")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--merge", metavar="WHAT", help="add this run's rows to the table already at --out "
+                        "(replacing rows of the same task and method) and record the run under 'runs', "
+                        "described by WHAT (e.g. 'PnP-HQS on every task')")
     parser.add_argument("--prior", default="brain64", help="another shipped prior in place of brain64 (the lever "
                         "'prior': rows are named '<method>, <prior> prior')")
+    argv_list = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -270,10 +284,15 @@ def main(argv=None):
               "budget": BUDGET,
               "rows": [], "volume_rows": volume_rows(args.volume_json)}
     begin = time.perf_counter()
+    base = None
+    if args.merge:
+        with open(args.out) as f:
+            base = json.load(f)
+    command = "python benchmarks/bench_solvers.py --table " + " ".join(shlex.quote(a) for a in argv_list)
 
     def save():
         result["seconds"] = time.perf_counter() - begin
-        write(result, args.out)
+        write(result if base is None else merge(base, result, args.merge, command), args.out)
     print(f"{result['images']} on {device}: {result['machine']}", flush=True)
     for task in args.tasks:
         for r in task_rows(D, task, ref, device, args.methods, args.quick,

@@ -55,6 +55,24 @@ def volume_rows(paths) -> list[dict]:
     return rows
 
 
+def merge(base: dict, run: dict, what: str, command: str) -> dict:
+    """``base`` (a table assembled from earlier runs) with the rows of ``run`` added: a row of the same task
+    and method replaces the old one, others are appended; the run is recorded under "runs" (its command,
+    what it covered, machine, time, rows) and "seconds" becomes the sum over the runs."""
+    if base["images"] != run["images"] or base["prior"] != run["prior"] or base["quick"] != run["quick"]:
+        raise ValueError("--merge: the run's images, prior and --quick must equal the table's, got "
+                         f"{run['images']!r}, {run['prior']!r}, {run['quick']} against {base['images']!r}, "
+                         f"{base['prior']!r}, {base['quick']}")
+    new = {(r["task"], r["method"]): r for r in run["rows"]}
+    rows = [new.pop((r["task"], r["method"]), r) for r in base["rows"]] + list(new.values())
+    runs = list(base.get("runs", [])) + [{"run": f"run{len(base.get('runs', [])) + 1}", "command": command,
+                                          "tasks": sorted({r["task"] for r in run["rows"]}), "methods": what,
+                                          "machine": run["machine"], "seconds": run["seconds"],
+                                          "rows": len(run["rows"])}]
+    return {**base, "rows": rows, "runs": runs, "brain_knobs": run["brain_knobs"], "budget": run["budget"],
+            "seconds": sum(r["seconds"] for r in runs)}
+
+
 def write(result: dict, out: str) -> None:
     """The result as JSON at ``out`` and as a markdown table beside it (same name, .md)."""
     with open(out, "w") as f:

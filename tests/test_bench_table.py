@@ -65,3 +65,21 @@ def test_brain_knobs_borrow_from_their_family():
     ct8, sr4 = bb.brain_knobs("ct8"), bb.brain_knobs("sr4")
     assert ct8["pnp_sigma"] == bb.BRAIN["ct20"]["pnp_sigma"] and sr4["red"] == bb.BRAIN["mri4"]["red"]
     assert sr4["dds_gamma"] == bb.tasks.settings("sr4", "dds")["gamma"]   # the task table's γ
+
+
+def test_merge_replaces_rows_of_the_same_task_and_method_and_records_the_run():
+    from brain_report import merge
+    row = lambda task, method, psnr: {"task": task, "method": method, "psnr": psnr}
+    head = {"images": "im", "prior": "brain64", "quick": False, "brain_knobs": {}, "budget": "b"}
+    base = {**head, "rows": [row("ct20", "RED", 1.0), row("mri4", "RED", 2.0)], "seconds": 10.0,
+            "runs": [{"run": "run1", "seconds": 10.0}]}
+    run = {**head, "rows": [row("mri4", "RED", 3.0), row("mri4", "HQS", 4.0)], "seconds": 5.0,
+           "machine": {"cpu": "x"}, "brain_knobs": {"k": 1}}
+    out = merge(base, run, "RED again, HQS", "python ...")
+    assert [(r["task"], r["method"], r["psnr"]) for r in out["rows"]] == \
+        [("ct20", "RED", 1.0), ("mri4", "RED", 3.0), ("mri4", "HQS", 4.0)]
+    assert out["runs"][-1] == {"run": "run2", "command": "python ...", "tasks": ["mri4"], "methods": "RED again, HQS",
+                               "machine": {"cpu": "x"}, "seconds": 5.0, "rows": 2}
+    assert out["seconds"] == 15.0 and out["brain_knobs"] == {"k": 1} and base["rows"][1]["psnr"] == 2.0
+    with pytest.raises(ValueError, match="--merge: the run's images"):
+        merge(base, {**run, "prior": "phantom64"}, "x", "y")

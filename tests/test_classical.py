@@ -2,7 +2,8 @@
 
 The operators here are small dense matrices acting on flattened images, so every claim can be
 checked against torch.linalg: CG = solve, least squares = pinv, Tikhonov = its normal equations,
-ADMM-TV with lam = 0 = least squares, PnP-ADMM with a quadratic prox = Tikhonov, RED with a linear
+ADMM-TV with lam = 0 = least squares, PnP-ADMM with a quadratic prox = Tikhonov, PnP-HQS (DPIR) at a
+fixed level = Tikhonov and at decreasing levels = its recursion solved densely, RED with a linear
 symmetric denoiser = quadratic regularisation. TV is checked against scikit-image and autograd.
 """
 import pytest
@@ -10,7 +11,8 @@ import torch
 from skimage.restoration import denoise_tv_chambolle
 
 from diffcourse.posterior.classical import (SliceWise, admm_l1, admm_step, admm_tv, admm_tv_z, cg,
-                                            least_squares, pnp_admm, red, tikhonov)
+                                            dpir_sigmas, least_squares, pnp_admm, pnp_hqs, red,
+                                            tikhonov)
 from diffcourse.posterior.tv import (diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold,
                                      tv, tv_denoise, tv_denoise_tuned)
 
@@ -312,6 +314,50 @@ def test_pnp_admm_with_the_tv_prox_is_admm_tv():
     assert torch.allclose(f(x_pnp), f(x_admm), rtol=1e-3)
 
 
+def test_pnp_hqs_at_a_fixed_level_converges_to_tikhonov():
+    """D = prox of mu s^2/2 ||.||^2: the fixed point x = (AᵀA + a I)⁻¹(Aᵀy + a x / (1 + mu s^2)) is
+    Tikhonov with weight a mu s^2 / (1 + mu s^2), and HQS returns z = x / (1 + mu s^2)."""
+    op, _, _, y = dense_problem(m=20)
+    mu, s, sigma_y, lam = 2.0, 0.3, 0.05, 0.5
+    prox = lambda v, sigma: v / (1 + mu * sigma ** 2)
+    z = pnp_hqs(op, y, prox, [s] * 300, sigma_y=sigma_y, lam=lam, n_iter_cg=60)
+    a = lam * sigma_y ** 2 / s ** 2
+    expected = tikhonov(op, y, a * mu * s ** 2 / (1 + mu * s ** 2), n_iter=200, tol=1e-13) / (1 + mu * s ** 2)
+    assert torch.allclose(z, expected, atol=1e-8)
+
+
+def test_pnp_hqs_at_decreasing_levels_follows_its_recursion_solved_densely():
+    """With the N(0, I) MMSE denoiser every step is linear: x_k = (MᵀM + a_k I)⁻¹(Mᵀy + a_k z_{k-1}),
+    z_k = x_k / (1 + s_k²), a_k = lam σ_y² / s_k², from z_0 = x0. Dense solves are the oracle."""
+    op, M, _, y = dense_problem(m=20)
+    sigmas, sigma_y, lam = dpir_sigmas(6, 0.02, 0.5), 0.05, 0.23
+    x0 = torch.rand(y.shape[0], 1, 6, 6, generator=gen(5), dtype=F64)
+    z = pnp_hqs(op, y, lambda v, s: v / (1 + s ** 2), sigmas, sigma_y=sigma_y, lam=lam, x0=x0, n_iter_cg=60)
+    ref = x0.flatten(1)
+    for s in sigmas.tolist():
+        a = lam * sigma_y ** 2 / s ** 2
+        ref = solve(M.T @ M + a * torch.eye(36, dtype=F64), y @ M + a * ref) / (1 + s ** 2)
+    assert torch.allclose(z.flatten(1), ref, atol=1e-9)
+
+
+def test_pnp_hqs_is_batch_invariant_and_dpir_levels_are_log_uniform():
+    op, _, _, y = dense_problem(m=20, b=3)
+    D = lambda v, s: tv_denoise(v, 0.1 * s ** 2, n_iter=20)
+    sig = dpir_sigmas(5, 0.01)
+    whole = pnp_hqs(op, y, D, sig, sigma_y=0.05)
+    parts = torch.cat([pnp_hqs(op, y[i:i + 1], D, sig, sigma_y=0.05) for i in range(3)])
+    assert torch.allclose(whole, parts, atol=1e-10)
+    assert sig[0].item() == pytest.approx(49 / 255) and sig[-1].item() == pytest.approx(0.01)
+    ratios = sig[1:] / sig[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios)) and ratios[0] < 1
+
+
+def test_pnp_hqs_reports_a_non_finite_result_with_a_hint():
+    op, _, _, y = dense_problem(m=20)
+    with pytest.raises(FloatingPointError, match="pnp_hqs.*raise sigma_min or lam"):
+        pnp_hqs(op, y, lambda v, s: v / (s - 0.1), [0.2, 0.1], sigma_y=0.05)
+
+
 def test_red_with_a_linear_symmetric_denoiser_is_quadratic_regularisation():
     op, M, _, y = dense_problem(m=20)
     n, tau = 36, 0.5
@@ -343,6 +389,12 @@ def test_bad_arguments_are_refused_with_clear_messages():
         admm_tv(op, y, 0.1, rho=0.0)
     with pytest.raises(ValueError, match="n_iter"):
         pnp_admm(op, y, lambda v, s: v, rho=1.0, n_iter=-1)
+    with pytest.raises(ValueError, match="sigmas must be a non-empty sequence of positive"):
+        pnp_hqs(op, y, lambda v, s: v, [0.1, 0.0], sigma_y=0.1)
+    with pytest.raises(ValueError, match="sigma_y"):
+        pnp_hqs(op, y, lambda v, s: v, [0.1], sigma_y=0.0)
+    with pytest.raises(ValueError, match="sigma_min must be <= sigma_max"):
+        dpir_sigmas(4, 0.5, 0.1)
     with pytest.raises(TypeError, match="n_iter"):
         cg(lambda v: v, y, n_iter=2.5)
     with pytest.raises(ValueError, match="lams"):

@@ -9,8 +9,9 @@ gives the same result as two batches of one.
   :func:`diffcourse._linalg.cg`, re-exported here as ``cg``);
 * ADMM for min_x 1/2 ||A x - y||^2 + lam ||D x||_1 (Boyd et al. 2011, sec. 6.4): TV (D = gradient),
   TV along z for volumes (DiffusionMBIR, Chung et al. CVPR 2023), sparsity (D = I);
-* plug-and-play ADMM (Venkatakrishnan et al. 2013) and RED (Romano, Elad, Milanfar 2017) with any
-  denoiser D(x, sigma);
+* plug-and-play ADMM (Venkatakrishnan et al. 2013), plug-and-play half-quadratic splitting with a
+  decreasing denoiser level (DPIR, Zhang et al., IEEE TPAMI 2022) and RED (Romano, Elad, Milanfar 2017)
+  with any denoiser D(x, sigma);
 * quantized compressed sensing: binary iterative hard thresholding for 1-bit data (BIHT, Jacques,
   Laska, Boufounos & Baraniuk, IEEE Trans. Inf. Theory 2013) and its multi-bit, quantization-
   consistent counterpart, sparse in an orthonormal transform W (e.g. the Haar wavelet of
@@ -32,7 +33,7 @@ from ..physics.volume import SliceWise
 from .tv import diff_z, diff_z_T, grad_2d, grad_2d_T, group_shrink, soft_threshold
 
 __all__ = ["cg", "least_squares", "tikhonov", "admm_step", "admm_l1", "admm_tv", "SliceWise", "admm_tv_z",
-           "pnp_admm", "red", "hard_threshold", "biht", "qiht"]
+           "pnp_admm", "dpir_sigmas", "pnp_hqs", "red", "hard_threshold", "biht", "qiht"]
 
 
 def least_squares(op, y: torch.Tensor, *, x0: torch.Tensor | None = None, n_iter: int = 100,
@@ -190,6 +191,60 @@ def pnp_admm(op, y: torch.Tensor, D, rho: float, n_iter: int = 50, *, sigma=None
         v = D(x + u, sigma)
         u = u + x - v
     return check_finite(x, "pnp_admm", "increase rho or check the denoiser's output range")
+
+
+def dpir_sigmas(n: int, sigma_min: float, sigma_max: float = 49 / 255) -> torch.Tensor:
+    """The denoiser levels of DPIR (Zhang et al., IEEE TPAMI 2022, sec. 4.2): ``n`` levels spaced
+    uniformly in log from ``sigma_max`` (their 49/255 for images in [0, 1]) down to ``sigma_min`` (their
+    noise level of the image; for measurements in another domain, e.g. a sinogram, a level to tune).
+
+    >>> [round(s, 4) for s in dpir_sigmas(3, 0.01, 1.0).tolist()]
+    [1.0, 0.1, 0.01]
+    """
+    check_int(n, "n", 1)
+    sigma_min, sigma_max = check_positive(sigma_min, "sigma_min"), check_positive(sigma_max, "sigma_max")
+    if sigma_min > sigma_max:
+        raise ValueError(f"sigma_min must be <= sigma_max, got {sigma_min} > {sigma_max}")
+    return torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64)
+
+
+def pnp_hqs(op, y: torch.Tensor, D, sigmas, *, sigma_y: float, lam: float = 0.23,
+            x0: torch.Tensor | None = None, n_iter_cg: int = 10) -> torch.Tensor:
+    """Plug-and-play half-quadratic splitting with a decreasing denoiser level: DPIR (Zhang, Li, Zuo,
+    Zhang, Van Gool & Timofte, IEEE TPAMI 2022, eqs. 6-7), one iteration per level sigma_k of ``sigmas``:
+
+        x_k = argmin ||A x - y||^2 + alpha_k ||x - z_{k-1}||^2,   alpha_k = lam sigma_y^2 / sigma_k^2   (CG)
+        z_k = D(x_k, sigma_k)
+
+    HQS for 1/(2 sigma_y^2) ||A x - y||^2 + (1/lam) R(x), with the penalty alpha_k growing as sigma_k falls:
+    an MMSE denoiser at sigma_k plays the prox of sigma_k^2 R / lam (their lam = 0.23; the levels: see
+    :func:`dpir_sigmas`). Unlike PnP-ADMM at one fixed level, the early large levels pull the estimate
+    toward the prior's coarse structure and the late small ones restore detail, much as a diffusion
+    sampler's levels do, but without fresh noise. Starts from z_0 = x0 (default 0); returns z_K, the last
+    denoised image, of the shape of op.AT(y). One network evaluation per level.
+
+    >>> class Op:
+    ...     A = staticmethod(lambda x: x); AT = staticmethod(lambda y: y)
+    >>> D = lambda x, sigma: x / (1 + sigma ** 2)       # MMSE denoiser of the prior N(0, I)
+    >>> x = pnp_hqs(Op(), torch.tensor([[2.0]]), D, [0.5, 0.1], sigma_y=0.1, lam=1.0)
+    >>> round(x.item(), 4)     # x_1 = (2 + 0.04 * 0) / 1.04, z_1 = x_1 / 1.25; x_2 = (2 + z_1) / 2, z_2 = x_2 / 1.01
+    1.7517
+    """
+    check_op(op)
+    check_tensor(y, "y", complex_ok=True)
+    check_int(n_iter_cg, "n_iter_cg", 0)
+    sigma_y, lam = check_positive(sigma_y, "sigma_y"), check_positive(lam, "lam")
+    levels = [float(s) for s in (sigmas.tolist() if isinstance(sigmas, torch.Tensor) else sigmas)]
+    if not levels or min(levels) <= 0 or not all(math.isfinite(s) for s in levels):
+        raise ValueError(f"sigmas must be a non-empty sequence of positive finite levels, got {levels}")
+    ATy = op.AT(y)
+    z = torch.zeros_like(ATy) if x0 is None else check_tensor(x0, "x0", complex_ok=True)
+    x = z
+    for s in levels:
+        alpha = lam * sigma_y ** 2 / s ** 2
+        x = cg(lambda w: op.AT(op.A(w)) + alpha * w, ATy + alpha * z, x0=x, n_iter=n_iter_cg, tol=0.0)
+        z = D(x, s)
+    return check_finite(z, "pnp_hqs", "raise sigma_min or lam, or check the denoiser's output range")
 
 
 def red(op, y: torch.Tensor, D, tau: float, step: float, n_iter: int = 100, *, sigma,
