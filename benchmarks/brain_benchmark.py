@@ -12,7 +12,8 @@ PnP-HQS with DPIR's decreasing denoiser levels (Zhang et al., IEEE TPAMI 2022) a
 Milanfar 2017) with ``brain64`` as the denoiser, every diffusion solver tuned for
 the task (``tasks.settings``, phantom-tuned, run with ``brain64``), and the levers: DDS with γ re-tuned
 on a brain slice (and, the lever "steps", with :data:`STEPS_LEVER` levels), DDS warm-started from ADMM-TV
-(CCDF, Chung, Sim & Ye, CVPR 2022), and ``UQ_SAMPLES`` DDS posterior samples per image (scored by their
+(CCDF, Chung, Sim & Ye, CVPR 2022), PnP-HQS with the denoiser averaged over left-right flips (the
+lever "self-ensemble", ct20 and mri4), and ``UQ_SAMPLES`` DDS posterior samples per image (scored by their
 mean; coverage of the truth by mean ± k std, k = 1, 2, 3, beside the exact Student value, and the
 std-error correlation). ``--prior phantom64`` runs the same methods with another shipped prior (the lever
 "prior"; rows named "<method>, phantom64 prior").
@@ -54,6 +55,7 @@ from diffcourse.posterior.classical import admm_tv, dpir_sigmas, pnp_admm, pnp_h
 from diffcourse.posterior.complex_mri import real_images
 from diffcourse.posterior.uncertainty import calibration, pixel_stats, std_error_correlation
 from diffcourse.prior import pretrained
+from diffcourse.prior.denoisers import flip_average
 from diffcourse.prior.processes import karras_sigmas
 from diffcourse.prior.samplers.loop import CountingDenoiser
 
@@ -171,6 +173,10 @@ def methods(task: str, lik, ref, quick: bool = False) -> dict:
     out["PnP-HQS (DPIR levels)"] = lambda D, lik, ref: pnp_hqs(op, lik.y, D, dpir_sigmas(HQS_ITER, hqs_min),
                                                                sigma_y=lik.sigma_y, lam=hqs_lam,
                                                                x0=tasks.baseline(task, lik))
+    if task in ("ct20", "mri4"):       # the lever "self-ensemble": the same with D averaged over L-R flips
+        out["PnP-HQS (DPIR levels), flip average"] = lambda D, lik, ref: pnp_hqs(
+            op, lik.y, flip_average(D), dpir_sigmas(HQS_ITER, hqs_min), sigma_y=lik.sigma_y, lam=hqs_lam,
+            x0=tasks.baseline(task, lik))
     red_sigma, red_w = k["red"]
     tau = red_w * sy2 / red_sigma ** 2
     step = 1.0 / (op_norm2(op, ref) + tau)

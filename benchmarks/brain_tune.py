@@ -8,8 +8,9 @@ seed 10 000). Grids (:data:`TV_SCALES` ...), PSNR of one run each (printed and s
 denoiser σ (ρ = σ_y² / σ²), PnP-HQS's (λ, σ_min) on DPIR's levels from 49/255 (``bb.HQS_ITER`` of them),
 RED's (σ, weight) with τ = weight · σ_y² / σ², DDS's γ at 0.3 ... 30 times
 the table's (50 levels), and the warm start's t0 with the best γ and λ. The winners go into
-``brain_benchmark.BRAIN`` by hand. ``--knobs`` tunes only the named knobs (of tv, pnp_sigma, hqs, red,
-dds_gamma, t0; t0 also tunes tv and dds_gamma, which it starts from) and keeps the other entries already in ``--out``.
+``brain_benchmark.BRAIN`` by hand. ``--knobs`` tunes only the named knobs (of tv, pnp_sigma, hqs,
+hqs_flip: with or without ``flip_average`` at the (λ, σ_min) in ``BRAIN``, red, dds_gamma, t0; t0 also
+tunes tv and dds_gamma, which it starts from) and keeps the other entries already in ``--out``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import brain_benchmark as bb
 from diffcourse.posterior import tasks
 from diffcourse.posterior.classical import admm_tv, dpir_sigmas, pnp_admm, pnp_hqs, red
 from diffcourse.prior import pretrained
+from diffcourse.prior.denoisers import flip_average
 from diffcourse.prior.processes import karras_sigmas
 
 TV_SCALES = (1 / 16, 1 / 8, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -60,6 +62,11 @@ def tune_task(D, task, ref, full: bool, knobs=None) -> dict:
         if want("hqs"):
             out["hqs"] = {(lam, s): score(pnp_hqs(op, lik.y, D, dpir_sigmas(bb.HQS_ITER, s), sigma_y=lik.sigma_y,
                                                   lam=lam, x0=x0), ref) for lam, s in HQS_GRID}
+        if want("hqs_flip"):                     # the self-ensemble lever at the tuned (λ, σ_min)
+            lam, s_min = bb.BRAIN[task]["hqs"]
+            out["hqs_flip"] = {flip: score(pnp_hqs(op, lik.y, flip_average(D) if flip else D,
+                                                   dpir_sigmas(bb.HQS_ITER, s_min), sigma_y=lik.sigma_y, lam=lam,
+                                                   x0=x0), ref) for flip in (False, True)}
         if want("red"):
             n2 = bb.op_norm2(op, ref)
             out["red"] = {(s, w): score(red(op, lik.y, D, w * sy2 / s ** 2, 1 / (n2 + w * sy2 / s ** 2), bb.RED_ITER,

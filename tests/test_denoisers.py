@@ -5,7 +5,7 @@ forward adapters must recover the exact D from them."""
 import pytest
 import torch
 
-from diffcourse.prior.denoisers import (denoiser_from_score, from_eps, from_score, from_v,
+from diffcourse.prior.denoisers import (denoiser_from_score, flip_average, from_eps, from_score, from_v,
                                         from_velocity_flow, from_x0, score_from_denoiser, to_eps, to_score,
                                         to_v, to_velocity_flow, to_x0)
 from diffcourse.prior.processes import DDPM, VE, Flow, VPCosine, VPLinear
@@ -175,3 +175,39 @@ def test_adapters_follow_the_input_device(gm, device):
         out = D(x.to(device), sigma.to(device))
         assert out.device.type == torch.device(device).type
         assert torch.allclose(out.cpu(), gm.denoiser(x, sigma), atol=1e-10)
+
+
+# ---------------------------------------------------------------- self-ensemble over flips
+def _flip_symmetric_mixture():
+    """A mixture whose law is invariant under reversing the coordinates: components in mirrored pairs."""
+    mu = torch.tensor([[1.0, -0.5, 2.0], [0.3, 0.0, -1.0]], dtype=F64)
+    C = torch.tensor([[[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 0.8]],
+                      [[0.4, 0.0, 0.2], [0.0, 0.9, 0.0], [0.2, 0.0, 0.6]]], dtype=F64)
+    return GaussianMixture(torch.tensor([0.3, 0.2, 0.3, 0.2], dtype=F64), torch.cat([mu, mu.flip(-1)]),
+                           torch.cat([C, C.flip(-1).flip(-2)]))
+
+
+def test_flip_average_leaves_the_exact_denoiser_of_a_flip_invariant_law_unchanged():
+    gm = _flip_symmetric_mixture()
+    x = gm.sample(64, gen(1)) + 0.7 * torch.randn(64, 3, generator=gen(2), dtype=F64)
+    D_avg = flip_average(gm.denoiser)
+    assert torch.allclose(D_avg(x, 0.7), gm.denoiser(x, 0.7), atol=1e-12)
+    assert not torch.allclose(gm.denoiser(x.flip(-1), 0.7), gm.denoiser(x, 0.7))   # the test is not vacuous
+
+
+def test_flip_average_is_equivariant_and_no_worse_on_a_mirrored_batch():
+    """For any D and a batch closed under the flip (each clean image and its noisy version paired with
+    their mirror images), convexity gives sum ||D_avg - x0||^2 <= sum ||D - x0||^2 exactly."""
+    W = torch.randn(8 * 8, 8 * 8, generator=gen(3), dtype=F64) / 8
+    D = lambda x, sigma: (x.flatten(1) @ W).reshape(x.shape) + sigma    # neither equivariant nor good
+    x0 = torch.rand(5, 1, 8, 8, generator=gen(4), dtype=F64)
+    x = x0 + 0.2 * torch.randn(x0.shape, generator=gen(5), dtype=F64)
+    x0, x = torch.cat([x0, x0.flip(-1)]), torch.cat([x, x.flip(-1)])
+    for dims in [(-1,), (-2, -1)]:
+        D_avg = flip_average(D, dims)
+        assert torch.allclose(D_avg(x.flip(dims), 0.2), D_avg(x, 0.2).flip(dims), atol=1e-12)
+    D_avg = flip_average(D)
+    err_avg, err = ((D_avg(x, 0.2) - x0) ** 2).sum(), ((D(x, 0.2) - x0) ** 2).sum()
+    assert err_avg <= err and not torch.isclose(err_avg, err)
+    with pytest.raises(ValueError, match="dims must be distinct integer axes"):
+        flip_average(D, (-1, -1))
